@@ -1,0 +1,1 @@
+"""Compiled networks behind one interface: ONNX Runtime (CPU) and TensorRT (GPU)."""

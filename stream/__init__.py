@@ -1,0 +1,1 @@
+"""twostream runtime: capture, flow ring, inference and ZeroMQ publishing."""

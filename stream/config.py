@@ -1,0 +1,123 @@
+"""Settings: config.toml -> typed dataclasses, validated; CLI flags override single keys.
+
+Every key has a type and an allowed range or set; a bad value is reported with the
+key, the value and what is allowed. Unknown keys are errors (a typo must not be
+silently ignored).
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from stream.errors import ConfigError
+
+
+def _opt(default, *, lo=None, hi=None, choices=None):
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices})
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    model: str = "models/default"
+    stride: int = _opt(5, lo=1, hi=1000)
+    frame_ring: int = _opt(32, lo=4, hi=4096)
+    flow_ring: int = _opt(64, lo=4, hi=4096)
+    max_batch: int = _opt(16, lo=1, hi=1024)
+    pace: str = _opt("realtime", choices=("realtime", "fast"))
+    max_frames: int = _opt(0, lo=0)
+    stop_timeout: float = _opt(10.0, lo=0.5, hi=600.0)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    kind: str = _opt("auto", choices=("auto", "onnxruntime", "tensorrt"))
+    threads: int = _opt(1, lo=0, hi=256)
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    spatial_weight: float = _opt(-1.0, lo=-1.0, hi=1000.0)  # -1: use the bundle's weight
+    temporal_weight: float = _opt(-1.0, lo=-1.0, hi=1000.0)
+    smoothing: int = _opt(1, lo=1, hi=1000)
+    top_k: int = _opt(3, lo=1, hi=100)
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    endpoint: str = "tcp://127.0.0.1:5555"
+    sndhwm: int = _opt(10000, lo=1, hi=10_000_000)
+    status_interval: float = _opt(1.0, lo=0.05, hi=3600.0)
+
+
+@dataclass(frozen=True)
+class CaptureSettings:
+    open_timeout: float = _opt(10.0, lo=0.1, hi=600.0)
+    read_timeout: float = _opt(5.0, lo=0.1, hi=600.0)
+
+
+@dataclass(frozen=True)
+class Settings:
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    fusion: FusionSettings = field(default_factory=FusionSettings)
+    publish: PublishSettings = field(default_factory=PublishSettings)
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
+
+
+def _check(section: str, key: str, spec, value: Any, where: str) -> Any:
+    want = spec.type if isinstance(spec.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[spec.type]
+    name = f"{where}: [{section}] {key} = {value!r}"
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise ConfigError(f"{name}: expected {want.__name__}")
+    meta = spec.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{name}: expected one of {', '.join(meta['choices'])}")
+    if meta.get("lo") is not None and value < meta["lo"]:
+        raise ConfigError(f"{name}: must be >= {meta['lo']}")
+    if meta.get("hi") is not None and value > meta["hi"]:
+        raise ConfigError(f"{name}: must be <= {meta['hi']}")
+    return value
+
+
+def settings_from_dict(doc: dict, where: str = "config") -> Settings:
+    settings = Settings()
+    known = {f.name: f for f in fields(Settings)}
+    for section, values in doc.items():
+        if section not in known:
+            raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(known)})")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{where}: [{section}] must be a table")
+        current = getattr(settings, section)
+        specs = {f.name: f for f in fields(current)}
+        updates = {}
+        for key, value in values.items():
+            if key not in specs:
+                raise ConfigError(f"{where}: unknown key [{section}] {key} (known: {', '.join(specs)})")
+            updates[key] = _check(section, key, specs[key], value, where)
+        settings = replace(settings, **{section: replace(current, **updates)})
+    return settings
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read a config file (None: defaults only)."""
+    if path is None:
+        return Settings()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return settings_from_dict(doc, where=str(path))
+
+
+def override(settings: Settings, section: str, key: str, value: Any, flag: str) -> Settings:
+    """Apply one CLI flag on top of the file's settings, with the same validation."""
+    current = getattr(settings, section)
+    spec = {f.name: f for f in fields(current)}[key]
+    return replace(settings, **{section: replace(current, **{key: _check(section, key, spec, value, flag)})})

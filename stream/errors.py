@@ -1,0 +1,17 @@
+"""One error type for problems the user can fix; the CLI prints it as one line, never a traceback."""
+
+
+class TwostreamError(Exception):
+    """A user-facing error: the message names the culprit (file, setting, URL) and what is wrong."""
+
+
+class ConfigError(TwostreamError):
+    """A bad setting in config.toml or on the command line."""
+
+
+class BundleError(TwostreamError):
+    """A model bundle that is missing, malformed or inconsistent."""
+
+
+class SourceError(TwostreamError):
+    """A source (file, URL, webcam) that cannot be used."""
