@@ -1,0 +1,66 @@
+"""Whole-video helpers built on stream.flow: decode, flow, and window inputs exactly as the runtime makes them.
+
+Used by evaluation, extraction, INT8 calibration and benchmarks, so every offline
+number is computed on the inputs a camera produces.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from stream.errors import SourceError
+from stream.flow import FlowComputer, FlowSettings, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
+
+
+def read_video(path: str | Path, size: int, max_frames: int = 0) -> np.ndarray:
+    """Decode a video into (N, size, size, 3) uint8 RGB frames (squashed, as the runtime does)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise SourceError(f"{path}: cannot be opened as a video")
+    frames = []
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok or frame is None:
+                break
+            frames.append(resize_frame(frame, size))
+            if max_frames and len(frames) >= max_frames:
+                break
+    finally:
+        cap.release()
+    if not frames:
+        raise SourceError(f"{path}: no frame could be decoded")
+    return np.stack(frames)
+
+
+def video_flows(frames: np.ndarray, settings: FlowSettings) -> np.ndarray:
+    """Quantised flow between consecutive frames: (N-1, H, W, 2) uint8; flow i-1 ends at frame i."""
+    compute = FlowComputer(settings)
+    gray = [to_gray(f) for f in frames]
+    out = np.empty((len(frames) - 1, frames.shape[1], frames.shape[2], 2), dtype=np.uint8)
+    for i in range(1, len(frames)):
+        out[i - 1] = quantize_flow(compute(gray[i - 1], gray[i]), settings.bound)
+    return out
+
+
+def window_ends(num_frames: int, flow_length: int, count: int) -> list[int]:
+    """`count` evenly spaced newest-frame indices of full windows (TSN-style test sampling)."""
+    first, last = flow_length, num_frames - 1
+    if last < first:
+        return []
+    if count <= 1:
+        return [(first + last) // 2]
+    return sorted(set(int(round(x)) for x in np.linspace(first, last, count)))
+
+
+def window_inputs(frames: np.ndarray, flows: np.ndarray, ends: list[int], *, flow_length: int, mean, std,
+                  stacking: str) -> tuple[np.ndarray, np.ndarray]:
+    """Spatial (B,3,S,S) and temporal (B,2L,S,S) inputs for windows whose newest frame is each of `ends`."""
+    spatial = normalize_rgb(frames[ends], mean, std)
+    temporal = np.stack([stack_flows(flows[e - flow_length:e], stacking) for e in ends])
+    return spatial, temporal
