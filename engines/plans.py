@@ -1,0 +1,195 @@
+"""TensorRT plan cache inside a bundle: naming, sidecars and staleness rules.
+
+A serialized TensorRT plan only runs on the GPU model and TensorRT version that built it,
+and only means something for the exact ONNX file it was built from. Every plan therefore
+lives at `BUNDLE/plans/<network>-<key>.plan` with a JSON sidecar recording the full key and
+the plan's own SHA-256. A plan is loaded only when its sidecar matches this machine, the
+current ONNX file and the plan bytes; anything else is reported as missing, stale, foreign
+or corrupt with the reason, never loaded blindly.
+
+Pure Python: no TensorRT needed, so these rules are tested on CPU machines.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engines.bundle import Bundle
+
+PLANS_DIR = "plans"
+PRECISIONS = ("fp32", "fp16", "int8")
+NETWORKS = ("spatial", "temporal")
+MAX_SIDECAR_BYTES = 64 * 1024
+MAX_PLAN_BYTES = 2 * 1024 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PlanKey:
+    """Everything a plan depends on. Two plans with equal keys are interchangeable."""
+
+    network: str  # spatial | temporal
+    gpu_name: str
+    compute_capability: str  # "8.6"
+    tensorrt_version: str
+    onnx_sha256: str
+    precision: str  # fp32 | fp16 | int8
+    max_batch: int
+
+    def slug(self) -> str:
+        """File-name-safe, human-readable and unique (the hash covers every field)."""
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        gpu = re.sub(r"[^a-z0-9]+", "-", self.gpu_name.lower()).strip("-")[:40] or "gpu"
+        return (f"{self.network}-{self.precision}-b{self.max_batch}-{gpu}-sm{self.compute_capability.replace('.', '')}"
+                f"-trt{self.tensorrt_version}-{digest}")
+
+    def machine(self) -> tuple[str, str, str]:
+        return (self.gpu_name, self.compute_capability, self.tensorrt_version)
+
+
+@dataclass(frozen=True)
+class PlanStatus:
+    state: str  # ok | missing | stale | foreign | corrupt
+    path: Path | None
+    message: str
+
+    @property
+    def usable(self) -> bool:
+        return self.state == "ok"
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def onnx_file(bundle: Bundle, network: str) -> Path:
+    if network not in NETWORKS:
+        raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
+    return bundle.spatial_file if network == "spatial" else bundle.temporal_file
+
+
+def input_shape(bundle: Bundle, network: str) -> tuple[int, int, int]:
+    """(C, H, W) the bundle declares for a network: the spatial net sees RGB, the temporal one 2L flow channels."""
+    s = bundle.input_size
+    return (3, s, s) if network == "spatial" else (2 * bundle.flow_length, s, s)
+
+
+def profile_shapes(shape_chw: tuple[int, int, int], max_batch: int,
+                   opt_batch: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """(min, opt, max) input shapes of the one optimization profile: batch 1..max_batch.
+
+    opt defaults to max_batch: the pipeline batches windows across cameras, and the batch
+    fills up exactly when the box is loaded, which is when kernel choice matters.
+    """
+    if max_batch < 1:
+        raise ValueError(f"max batch must be >= 1, got {max_batch}")
+    opt = max_batch if opt_batch is None else opt_batch
+    if not 1 <= opt <= max_batch:
+        raise ValueError(f"opt batch must be in 1..{max_batch}, got {opt}")
+    c, h, w = shape_chw
+    return (1, c, h, w), (opt, c, h, w), (max_batch, c, h, w)
+
+
+def plans_dir(bundle_dir: str | Path) -> Path:
+    return Path(bundle_dir) / PLANS_DIR
+
+
+def plan_path(bundle_dir: str | Path, key: PlanKey) -> Path:
+    return plans_dir(bundle_dir) / f"{key.slug()}.plan"
+
+
+def sidecar_path(plan: Path) -> Path:
+    return plan.with_suffix(".json")
+
+
+def write_plan(bundle_dir: str | Path, key: PlanKey, plan_bytes: bytes, extra: dict | None = None) -> Path:
+    """Write plan + sidecar atomically (a crash never leaves a plan without its sidecar)."""
+    path = plan_path(bundle_dir, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".plan.tmp")
+    tmp.write_bytes(plan_bytes)
+    doc = {"key": asdict(key), "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(), "extra": extra or {}}
+    side_tmp = path.with_suffix(".json.tmp")
+    side_tmp.write_text(json.dumps(doc, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+    os.replace(side_tmp, sidecar_path(path))
+    return path
+
+
+def read_sidecar(plan: Path) -> tuple[PlanKey, str]:
+    """(key, plan sha256) from a plan's sidecar; ValueError with the reason when it is unusable."""
+    side = sidecar_path(plan)
+    if not side.is_file():
+        raise ValueError(f"{side.name} is missing")
+    if side.stat().st_size > MAX_SIDECAR_BYTES:
+        raise ValueError(f"{side.name} is too large")
+    try:
+        doc = json.loads(side.read_text(encoding="utf-8"))
+        raw = doc["key"]
+        key = PlanKey(**{k: raw[k] for k in PlanKey.__dataclass_fields__})
+        digest = doc["plan_sha256"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{side.name} is not a valid plan sidecar ({type(exc).__name__})") from None
+    types_ok = all(isinstance(getattr(key, k), str) for k in PlanKey.__dataclass_fields__ if k != "max_batch")
+    if not (types_ok and isinstance(key.max_batch, int) and isinstance(digest, str)):
+        raise ValueError(f"{side.name} has fields of the wrong type")
+    return key, digest
+
+
+def _check_bytes(path: Path, digest: str) -> str:
+    if path.stat().st_size > MAX_PLAN_BYTES:
+        return f"{path.name} is larger than {MAX_PLAN_BYTES >> 30} GiB"
+    if sha256_file(path) != digest:
+        return f"{path.name} does not match the SHA-256 in its sidecar (truncated or modified)"
+    return ""
+
+
+def find_plan(bundle_dir: str | Path, want: PlanKey, *, any_precision: bool = False) -> PlanStatus:
+    """Find the plan for `want` (same machine, same ONNX hash); explain why others do not qualify.
+
+    any_precision: accept a plan of any precision and batch size for this machine and ONNX
+    file (runtime use: the engine splits large batches), preferring the most recently built.
+    """
+    directory = plans_dir(bundle_dir)
+    rel = f"{Path(bundle_dir).name}/{PLANS_DIR}"
+    candidates = sorted(directory.glob(f"{want.network}-*.plan"), key=lambda p: p.stat().st_mtime, reverse=True) \
+        if directory.is_dir() else []
+    reasons = []
+    for path in candidates:
+        try:
+            key, digest = read_sidecar(path)
+        except ValueError as exc:
+            reasons.append(("corrupt", path, f"{path.name}: {exc}"))
+            continue
+        if key.network != want.network:
+            reasons.append(("corrupt", path, f"{path.name}: sidecar says network {key.network!r}"))
+            continue
+        if key.machine() != want.machine():
+            reasons.append(("foreign", path, (
+                f"{path.name} was built for {key.gpu_name} (sm {key.compute_capability}) with TensorRT "
+                f"{key.tensorrt_version}; this machine has {want.gpu_name} (sm {want.compute_capability}) with "
+                f"TensorRT {want.tensorrt_version}")))
+            continue
+        if key.onnx_sha256 != want.onnx_sha256:
+            reasons.append(("stale", path, f"{path.name} was built from a different {want.network}.onnx "
+                                           f"(the ONNX file changed since)"))
+            continue
+        if not any_precision and (key.precision, key.max_batch) != (want.precision, want.max_batch):
+            continue  # a valid plan, just another configuration
+        problem = _check_bytes(path, digest)
+        if problem:
+            reasons.append(("corrupt", path, problem))
+            continue
+        return PlanStatus("ok", path, f"{path.name}: {key.precision}, batch 1..{key.max_batch}")
+    if not reasons:
+        return PlanStatus("missing", None, f"no {want.network} plan in {rel} for {want.gpu_name} / TensorRT "
+                                           f"{want.tensorrt_version}; run `twostream build-engines`")
+    state, path, message = reasons[0]
+    return PlanStatus(state, path, f"{message}; run `twostream build-engines` to rebuild")
