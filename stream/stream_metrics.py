@@ -1,0 +1,189 @@
+"""Streaming-quality metrics: how well and how fast decided labels follow an annotated stream.
+
+Input is what a subscriber sees: for each published window, the index of its newest frame
+and the decided label (windows in publishing order, frame indices increasing), plus the
+video's Annotation. Everything here is plain arithmetic on those sequences.
+
+Definitions (the numbers in docs/streaming_quality.md mean exactly this):
+
+* Window accuracy: over windows whose newest frame is annotated, the fraction whose decided
+  label equals the annotation's label of that newest frame. A window's prediction is "about"
+  the moment it is published, so lag after a change counts as error. Windows whose newest
+  frame is unannotated are skipped. Per-class accuracy groups the windows by annotated label.
+* Switch delay: for each annotated change (a segment whose label differs from the previous
+  segment's, starting at frame c and lasting until frame u), the first window with
+  c <= frame < u whose decided label is the new label; delay = frame - c frames
+  (= (frame - c) / fps seconds). If no such window exists the change is *missed* (counted
+  separately, not in the delay statistics). Reported: mean, p90 (nearest rank: the smallest
+  delay d such that at least 90% of the delays are <= d) and max.
+* Flicker: a decided change is a window whose decided label differs from the previous
+  window's. A decided change is *expected* when it is the window that ends a switch delay
+  (the first window showing the new label after an annotated change, where the label
+  actually changed at that window). Every other decided change is *spurious*. Flicker =
+  spurious changes per minute of video (annotation frames / fps / 60). A model that is wrong
+  but steady does not flicker; one that hops A->B->A inside a segment adds 2.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from stream.annotations import Annotation
+
+
+@dataclass(frozen=True)
+class SwitchResult:
+    frame: int  # annotated change frame
+    previous: str
+    to: str
+    fps: float
+    delay_frames: int | None  # None: missed (new label never decided before the next change)
+
+    @property
+    def delay_s(self) -> float | None:
+        return None if self.delay_frames is None else self.delay_frames / self.fps
+
+
+@dataclass
+class StreamScore:
+    """Raw counts for one or more videos; summarize() turns them into the reported numbers."""
+
+    windows: int = 0  # windows with an annotated newest frame
+    correct: int = 0
+    per_class: dict[str, list[int]] = field(default_factory=dict)  # label -> [correct, windows]
+    switches: list[SwitchResult] = field(default_factory=list)
+    decided_changes: int = 0
+    spurious_changes: int = 0
+    minutes: float = 0.0
+
+
+def _check_sequences(frames, labels) -> None:
+    if len(frames) != len(labels):
+        raise ValueError(f"{len(frames)} frame indices but {len(labels)} labels")
+    if any(b < a for a, b in zip(frames, frames[1:])):
+        raise ValueError("window frame indices must be non-decreasing (publishing order)")
+
+
+def window_accuracy(frames, labels, annotation: Annotation) -> tuple[int, int]:
+    """(correct, counted) windows against the label of each window's newest frame."""
+    _check_sequences(frames, labels)
+    correct = counted = 0
+    for f, lab in zip(frames, labels):
+        truth = annotation.label_at(int(f))
+        if truth is None:
+            continue
+        counted += 1
+        correct += lab == truth
+    return correct, counted
+
+
+def per_class_accuracy(frames, labels, annotation: Annotation) -> dict[str, list[int]]:
+    """Annotated label -> [correct, windows]."""
+    _check_sequences(frames, labels)
+    out: dict[str, list[int]] = {}
+    for f, lab in zip(frames, labels):
+        truth = annotation.label_at(int(f))
+        if truth is None:
+            continue
+        c = out.setdefault(truth, [0, 0])
+        c[0] += lab == truth
+        c[1] += 1
+    return out
+
+
+def _first_hits(frames, labels, annotation: Annotation) -> list[tuple[SwitchResult, int | None]]:
+    """Each annotated change with the index of the window that ends its delay (None: missed)."""
+    out = []
+    for ch in annotation.changes():
+        hit = None
+        for i, (f, lab) in enumerate(zip(frames, labels)):
+            if f < ch.frame:
+                continue
+            if f >= ch.until:
+                break
+            if lab == ch.to:
+                hit = i
+                break
+        delay = None if hit is None else int(frames[hit]) - ch.frame
+        out.append((SwitchResult(frame=ch.frame, previous=ch.previous, to=ch.to, fps=annotation.fps,
+                                 delay_frames=delay), hit))
+    return out
+
+
+def switch_delays(frames, labels, annotation: Annotation) -> list[SwitchResult]:
+    """One SwitchResult per annotated change (see the module docstring)."""
+    _check_sequences(frames, labels)
+    return [s for s, _ in _first_hits(frames, labels, annotation)]
+
+
+def decided_changes(labels) -> list[int]:
+    """Indices of windows whose decided label differs from the previous window's."""
+    return [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
+
+
+def flicker(frames, labels, annotation: Annotation) -> tuple[int, int, float]:
+    """(spurious changes, all decided changes, spurious changes per minute of video)."""
+    _check_sequences(frames, labels)
+    changes = decided_changes(labels)
+    expected = {hit for _, hit in _first_hits(frames, labels, annotation) if hit is not None}
+    spurious = sum(1 for i in changes if i not in expected)
+    minutes = annotation.duration_s / 60.0
+    return spurious, len(changes), spurious / minutes
+
+
+def score_stream(frames, labels, annotation: Annotation) -> StreamScore:
+    """All raw counts for one video's published windows."""
+    correct, counted = window_accuracy(frames, labels, annotation)
+    spurious, changes, _ = flicker(frames, labels, annotation)
+    return StreamScore(windows=counted, correct=correct, per_class=per_class_accuracy(frames, labels, annotation),
+                       switches=switch_delays(frames, labels, annotation), decided_changes=changes,
+                       spurious_changes=spurious, minutes=annotation.duration_s / 60.0)
+
+
+def merge_scores(scores: list[StreamScore]) -> StreamScore:
+    """Pool several videos (counts add up; delays are pooled, not averaged per video)."""
+    total = StreamScore()
+    for s in scores:
+        total.windows += s.windows
+        total.correct += s.correct
+        for label, (c, n) in s.per_class.items():
+            acc = total.per_class.setdefault(label, [0, 0])
+            acc[0] += c
+            acc[1] += n
+        total.switches.extend(s.switches)
+        total.decided_changes += s.decided_changes
+        total.spurious_changes += s.spurious_changes
+        total.minutes += s.minutes
+    return total
+
+
+def p90(values: list[float]) -> float:
+    """Nearest-rank 90th percentile: smallest value with at least 90% of the values <= it."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+def _stats(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "p90": None, "max": None}
+    return {"mean": sum(values) / len(values), "p90": p90(values), "max": max(values)}
+
+
+def summarize(score: StreamScore) -> dict:
+    """The reported numbers (JSON-ready)."""
+    delays_f = [s.delay_frames for s in score.switches if s.delay_frames is not None]
+    delays_s = [s.delay_s for s in score.switches if s.delay_s is not None]
+    return {
+        "windows": score.windows,
+        "window_accuracy": score.correct / score.windows if score.windows else None,
+        "per_class_accuracy": {label: {"accuracy": c / n if n else None, "windows": n}
+                               for label, (c, n) in sorted(score.per_class.items())},
+        "switches": len(score.switches),
+        "missed_switches": sum(1 for s in score.switches if s.delay_frames is None),
+        "switch_delay_frames": _stats([float(d) for d in delays_f]),
+        "switch_delay_s": _stats(delays_s),
+        "decided_changes": score.decided_changes,
+        "spurious_changes": score.spurious_changes,
+        "minutes": score.minutes,
+        "flicker_per_min": score.spurious_changes / score.minutes if score.minutes else None,
+    }
