@@ -193,3 +193,19 @@ def find_plan(bundle_dir: str | Path, want: PlanKey, *, any_precision: bool = Fa
                                            f"{want.tensorrt_version}; run `twostream build-engines`")
     state, path, message = reasons[0]
     return PlanStatus(state, path, f"{message}; run `twostream build-engines` to rebuild")
+
+
+def plan_key(bundle: Bundle, network: str, *, gpu_name: str, compute_capability: str, tensorrt_version: str,
+             precision: str = "fp32", max_batch: int = 1, onnx_sha256: str | None = None) -> PlanKey:
+    """The key of the plan for one of a bundle's networks on a given GPU / TensorRT version."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return PlanKey(
+        network=network,
+        gpu_name=gpu_name,
+        compute_capability=compute_capability,
+        tensorrt_version=tensorrt_version,
+        onnx_sha256=onnx_sha256 or sha256_file(onnx_file(bundle, network)),
+        precision=precision,
+        max_batch=int(max_batch),
+    )

@@ -1,0 +1,123 @@
+"""Build TensorRT plans for a bundle's spatial and temporal networks (NVIDIA GPU + `pip install twostream[gpu]`).
+
+Plans are written to BUNDLE/plans/ under a key of GPU name, compute capability, TensorRT
+version, ONNX SHA-256, precision and max batch, with a JSON sidecar. An existing matching
+plan is kept (use --force to rebuild); stale or foreign plans are reported and rebuilt.
+INT8 calibrates on real videos (--calib: a video or a directory of videos) through the same
+decode/flow/preprocessing code as the runtime; the calibration cache is kept beside the plans.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from engines.bundle import Bundle, read_bundle
+from engines.capabilities import detect_capabilities, require_tensorrt
+from engines.plans import (NETWORKS, PlanStatus, find_plan, input_shape, onnx_file, plan_key, plans_dir,
+                           write_plan)
+from stream.errors import ConfigError
+
+
+@dataclass
+class BuildResult:
+    network: str
+    path: Path
+    built: bool  # False: an up-to-date plan was reused
+    seconds: float
+    note: str
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("bundle", help="model bundle directory (spatial.onnx, temporal.onnx, bundle.toml)")
+    parser.add_argument("--fp16", action="store_true", help="allow FP16 kernels")
+    parser.add_argument("--int8", action="store_true", help="INT8 with entropy calibration (needs --calib)")
+    parser.add_argument("--calib", metavar="DATA", help="video file or directory of videos for INT8 calibration")
+    parser.add_argument("--calib-videos", type=int, default=32, metavar="N", help="videos sampled from DATA (32)")
+    parser.add_argument("--calib-batches", type=int, default=16, metavar="N", help="calibration batches (16)")
+    parser.add_argument("--max-batch", type=int, default=16, metavar="N",
+                        help="largest batch of windows the plan accepts (16; the pipeline batches across cameras)")
+    parser.add_argument("--workspace", type=int, default=1024, metavar="MB", help="builder workspace limit (1024)")
+    parser.add_argument("--device", type=int, default=0, help="CUDA device index (0)")
+    parser.add_argument("--force", action="store_true", help="rebuild even when an up-to-date plan exists")
+
+
+def precision_of(args) -> str:
+    if args.int8 and not args.calib:
+        raise ConfigError("--int8 needs --calib DATA (real videos to calibrate on)")
+    if args.calib and not args.int8:
+        raise ConfigError("--calib is only used with --int8")
+    return "int8" if args.int8 else "fp16" if args.fp16 else "fp32"
+
+
+def build_bundle_plans(bundle: Bundle, *, precision: str, max_batch: int, workspace_mb: int, device: int = 0,
+                       calib: str | None = None, calib_videos: int = 32, calib_batches: int = 16,
+                       force: bool = False, log=print) -> list[BuildResult]:
+    """Build (or reuse) one plan per network. Raises the GPU message when TensorRT is unusable."""
+    caps = detect_capabilities()
+    require_tensorrt(caps, "build-engines")
+    if not 1 <= max_batch <= 1024:
+        raise ConfigError(f"--max-batch {max_batch}: expected 1..1024")
+    if not 64 <= workspace_mb <= 1 << 20:
+        raise ConfigError(f"--workspace {workspace_mb}: expected 64..{1 << 20} MB")
+    gpu = next((g for g in caps.gpus if g.index == device), None)
+    if gpu is None:
+        raise ConfigError(f"--device {device}: no such CUDA device (found {len(caps.gpus)})")
+    from engines.tensorrt import build_plan
+
+    results = []
+    for network in NETWORKS:
+        onnx_path = onnx_file(bundle, network)
+        onnx_bytes = onnx_path.read_bytes()
+        digest = hashlib.sha256(onnx_bytes).hexdigest()
+        key = plan_key(bundle, network, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
+                       tensorrt_version=caps.tensorrt_version, precision=precision, max_batch=max_batch,
+                       onnx_sha256=digest)
+        status: PlanStatus = find_plan(bundle.path, key)
+        if status.usable and not force:
+            log(f"{network}: up to date ({status.path.name})")
+            results.append(BuildResult(network, status.path, False, 0.0, "reused"))
+            continue
+        if status.state in ("stale", "foreign", "corrupt"):
+            log(f"{network}: {status.message.split('; run')[0]}; building a new plan")
+        calibrator, note = None, ""
+        if precision == "int8":
+            calibrator, note = _calibrator(bundle, network, digest, calib, calib_videos, calib_batches, max_batch)
+        log(f"{network}: building {precision} plan for {gpu.name}, batch 1..{max_batch} (this takes a while)")
+        start = time.perf_counter()
+        plan = build_plan(onnx_bytes, name=str(onnx_path), shape_chw=input_shape(bundle, network),
+                          max_batch=max_batch, precision=precision, workspace_mb=workspace_mb, device=device,
+                          timing_cache=plans_dir(bundle.path) / f"timing-sm{gpu.compute_capability}"
+                                                                f"-trt{caps.tensorrt_version}.cache",
+                          calibrator=calibrator)
+        seconds = time.perf_counter() - start
+        path = write_plan(bundle.path, key, plan, extra={"built_seconds": round(seconds, 1), "calibration": note})
+        log(f"{network}: wrote {path} ({len(plan) >> 10} KiB, {seconds:.1f} s)")
+        results.append(BuildResult(network, path, True, seconds, note))
+    return results
+
+
+def _calibrator(bundle, network, digest, calib, calib_videos, calib_batches, max_batch):
+    from engines.calibration import (calibration_batches, calibration_cache_path, find_calibration_videos,
+                                     make_calibrator)
+
+    videos = find_calibration_videos(calib, limit=calib_videos)
+    cache = calibration_cache_path(plans_dir(bundle.path), network, digest, videos)
+    batch_size = min(max_batch, 8)
+    batches = calibration_batches(videos, bundle, network, batch_size=batch_size, max_batches=calib_batches)
+    calibrator = make_calibrator(batches, batch_size=batch_size, shape_chw=input_shape(bundle, network),
+                                 cache_file=cache)
+    return calibrator, f"{len(videos)} videos from {calib}, cache {cache.name}"
+
+
+def main(args) -> int:
+    precision = precision_of(args)
+    caps = detect_capabilities()
+    require_tensorrt(caps, "build-engines")  # before reading anything: the one-line GPU message
+    bundle = read_bundle(args.bundle)
+    build_bundle_plans(bundle, precision=precision, max_batch=args.max_batch, workspace_mb=args.workspace,
+                       device=args.device, calib=args.calib, calib_videos=args.calib_videos,
+                       calib_batches=args.calib_batches, force=args.force)
+    return 0
