@@ -27,6 +27,8 @@ class PipelineSettings:
     max_batch: int = _opt(16, lo=1, hi=1024)
     pace: str = _opt("realtime", choices=("realtime", "fast"))
     max_frames: int = _opt(0, lo=0)
+    live_queue: int = _opt(3, lo=1, hi=1000)
+    max_restarts: int = _opt(5, lo=0, hi=1000)
     stop_timeout: float = _opt(10.0, lo=0.5, hi=600.0)
 
 
@@ -55,6 +57,10 @@ class PublishSettings:
 class CaptureSettings:
     open_timeout: float = _opt(10.0, lo=0.1, hi=600.0)
     read_timeout: float = _opt(5.0, lo=0.1, hi=600.0)
+    stall_seconds: float = _opt(3.0, lo=0.1, hi=600.0)
+    reconnect_initial: float = _opt(0.5, lo=0.01, hi=600.0)
+    reconnect_max: float = _opt(10.0, lo=0.01, hi=3600.0)
+    reconnect_attempts: int = _opt(0, lo=0)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,213 @@
+"""Capture stage: one process per source. Decodes, resizes to the model size, writes the frame ring.
+
+Files replay at their own fps (`realtime`, like a camera) or as fast as the pipeline
+takes them (`fast`: waits for ring space, never drops). Live sources never wait: the
+ring overwrites its oldest slot and the flow stage counts what it missed. A live
+source that fails to open, errors or stalls is re-opened with exponential backoff.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+import cv2
+import zmq
+
+from stream.flow import resize_frame
+from stream.messages import FrameReady, SourceEnded, SourceGap
+from stream.procs import ignore_interrupts
+from stream.shm import RingLayout, ShmRing, StatsBoard
+from stream.sources import SourceSpec
+
+
+@dataclass(frozen=True)
+class CaptureJob:
+    """Everything a capture process needs; picklable for the spawn start method."""
+
+    spec: SourceSpec
+    source: int
+    ring: RingLayout
+    stats_name: str
+    stats_rows: int
+    flow_endpoint: str
+    size: int
+    pace: str  # realtime | fast (files only; live sources are always realtime)
+    max_frames: int
+    open_timeout: float
+    read_timeout: float
+    stall_seconds: float
+    reconnect_initial: float
+    reconnect_max: float
+    reconnect_attempts: int  # 0: forever
+
+
+def open_capture(spec: SourceSpec, *, open_timeout: float, read_timeout: float) -> cv2.VideoCapture:
+    """Open a source with FFmpeg timeouts so a dead camera cannot hang the process."""
+    if spec.kind == "webcam":
+        return cv2.VideoCapture(int(spec.target))
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000), cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+              int(read_timeout * 1000)]
+    return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
+
+
+class _Reader:
+    """Reads frames in a thread so a blocked VideoCapture.read() is detected as a stall, not a hang."""
+
+    def __init__(self, cap: cv2.VideoCapture):
+        self._cap = cap
+        self._lock = threading.Condition()
+        self._frame = None
+        self._ok = True
+        self._request = False
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._request:
+                    self._lock.wait()
+                self._request = False
+            ok, frame = self._cap.read()
+            with self._lock:
+                self._ok, self._frame = ok and frame is not None, frame
+                self._lock.notify_all()
+                if not self._ok:
+                    return
+
+    def read(self, timeout: float):
+        """(ok, frame), or (None, None) when no frame came within `timeout` seconds."""
+        with self._lock:
+            self._frame = None
+            self._request = True
+            self._lock.notify_all()
+            got = self._lock.wait_for(lambda: self._frame is not None or not self._ok, timeout=timeout)
+            if not got:
+                return None, None
+            return self._ok, self._frame
+
+
+def capture_main(job: CaptureJob, stop) -> None:
+    """Process entry point."""
+    ignore_interrupts()
+    cv2.setNumThreads(1)
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 0)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.connect(job.flow_endpoint)
+    ring = ShmRing(job.ring, create=False)
+    stats = StatsBoard(job.stats_name, job.stats_rows, create=False)
+    parent = os.getppid()
+    frames, error = 0, ""
+    try:
+        frames, error = _capture_loop(job, stop, ring, stats, push, parent)
+    except Exception as exc:  # report, never die silently: the EOS carries the reason
+        error = f"capture failed: {type(exc).__name__}: {exc}"
+    finally:
+        stats.set_state(job.source, "failed" if error and job.spec.live else "ended")
+        push.send_pyobj(SourceEnded(source=job.source, frames=frames, error=error))
+        push.close()
+        ctx.term()
+        ring.close()
+        stats.close()
+
+
+def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push, parent: int) -> tuple[int, str]:
+    spec = job.spec
+    frames = 0
+    attempts = 0
+    backoff = job.reconnect_initial
+    outage_started: float | None = None
+    last_error = ""
+    while not stop.is_set():
+        cap = open_capture(spec, open_timeout=job.open_timeout, read_timeout=job.read_timeout)
+        if not cap.isOpened():
+            cap.release()
+            last_error = f"{spec.display}: cannot open"
+            if not spec.live:
+                return frames, f"{spec.display}: cannot be opened as a video"
+            attempts += 1
+            stats.set(job.source, "attempts", attempts)
+            stats.set_state(job.source, "reconnecting")
+            outage_started = outage_started or time.time()
+            if job.reconnect_attempts and attempts >= job.reconnect_attempts:
+                return frames, f"{last_error} (gave up after {attempts} attempts)"
+            if stop.wait(backoff):
+                break
+            backoff = min(backoff * 2, job.reconnect_max)
+            continue
+
+        if outage_started is not None and frames > 0:
+            fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+            seconds = time.time() - outage_started
+            gap_frames = int(round(seconds * (fps if 0 < fps < 1000 else 25.0)))
+            stats.add(job.source, "reconnects")
+            push.send_pyobj(SourceGap(source=job.source, frames=gap_frames, seconds=seconds))
+        attempts, backoff, outage_started = 0, job.reconnect_initial, None
+        stats.set(job.source, "attempts", 0)
+        stats.set_state(job.source, "live")
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if spec.kind == "file" else 0
+        period = 1.0 / fps if spec.kind == "file" and job.pace == "realtime" and 0 < fps < 1000 else 0.0
+        reader = _Reader(cap) if spec.live else None
+        t0 = time.monotonic()
+        first = frames
+        ended_cleanly = False
+        while not stop.is_set():
+            if reader is not None:
+                ok, frame = reader.read(job.stall_seconds)
+                if ok is None:
+                    last_error = f"{spec.display}: no frame for {job.stall_seconds:g} s (stalled)"
+                    break
+            else:
+                ok, frame = cap.read()
+            if not ok:
+                ended_cleanly = not spec.live
+                last_error = f"{spec.display}: stream ended or read failed"
+                break
+            t_capture = time.time()
+            small = resize_frame(frame, job.size)
+            if spec.kind == "file" and job.pace == "fast":
+                if not ring.wait_for_space(stop):
+                    break
+            index = ring.write(frame=frames, t_capture=t_capture, frame_rgb=small)
+            frames += 1
+            stats.set(job.source, "frames", frames)
+            stats.set(job.source, "t_last_frame", t_capture)
+            push.send_pyobj(FrameReady(source=job.source, index=index))
+            if job.max_frames and frames >= job.max_frames:
+                cap.release()
+                return frames, ""
+            if period:
+                delay = t0 + (frames - first) * period - time.monotonic()
+                if delay > 0:
+                    stop.wait(delay)
+            if os.getppid() != parent:  # supervisor gone: do not linger
+                cap.release()
+                return frames, "supervisor exited"
+        # A stalled reader thread may still block in read(); the capture is released with the process.
+        if reader is None or ended_cleanly:
+            cap.release()
+        if not spec.live:
+            if ended_cleanly:
+                return frames, _check_complete(spec, declared, frames)
+            return frames, ""
+        # live source failed or stalled: reconnect
+        stats.set_state(job.source, "reconnecting")
+        outage_started = time.time()
+        if stop.wait(backoff):
+            break
+        backoff = min(backoff * 2, job.reconnect_max)
+    return frames, ""
+
+
+def _check_complete(spec: SourceSpec, declared: int, frames: int) -> str:
+    """A file that stops well short of its declared length was truncated or corrupt."""
+    if frames == 0:
+        return f"{spec.display}: no frame could be decoded"
+    if declared > 0 and frames < declared * 0.9 and declared - frames > 2:
+        return f"{spec.display}: decoded {frames} of {declared} declared frames (truncated or corrupt)"
+    return ""

@@ -1,0 +1,79 @@
+"""Print predictions published by a running `twostream run`.
+
+Human-readable lines by default, one JSON message per line with --json. Exits after
+--count messages, or with --until-eos after the end of stream of every subscribed
+source (all sources seen when no --source is given). Lost predictions (gaps in seq,
+e.g. because this subscriber fell behind) are reported on stderr.
+
+examples:
+  twostream subscribe
+  twostream subscribe --source cam1 --json --until-eos
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+                   help="publisher endpoint (default tcp://127.0.0.1:5555)")
+    p.add_argument("--source", action="append", metavar="NAME", help="only this source (repeatable)")
+    p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
+    p.add_argument("--until-eos", action="store_true", help="exit after the end of stream of every source")
+    p.add_argument("--json", action="store_true", help="print JSON lines")
+    p.add_argument("--status", action="store_true", help="also print status messages")
+    p.add_argument("--changes", action="store_true", help="print only label-change events")
+    p.add_argument("--timeout", type=float, metavar="S", help="exit with status 1 if no message arrives for S seconds")
+
+
+def main(args: argparse.Namespace) -> int:
+    from stream.client import Change, EndOfStream, Prediction, Status, Subscriber
+    from stream.cmd_run import format_prediction
+    from stream.errors import ConfigError
+    from stream.publisher import check_endpoint
+
+    check_endpoint(args.connect, "--connect")
+    if args.count is not None and args.count < 1:
+        raise ConfigError(f"--count {args.count}: must be >= 1")
+    wanted = set(args.source or [])
+    seen: set[str] = set()
+    ended: set[str] = set()
+    n = 0
+    sub = Subscriber(args.connect, sources=args.source, status=args.status, timeout=args.timeout)
+    try:
+        while True:
+            try:
+                msg = sub.recv()
+            except TimeoutError:
+                print(f"twostream subscribe: no message from {args.connect} for {args.timeout:g} s", file=sys.stderr)
+                return 1
+            seen.add(msg.source)
+            if isinstance(msg, EndOfStream):
+                ended.add(msg.source)
+            show = not args.changes or isinstance(msg, (Change, EndOfStream))
+            if show:
+                if args.json:
+                    print(json.dumps(msg.raw), flush=True)
+                elif isinstance(msg, (Prediction, EndOfStream)):
+                    print(format_prediction(msg.raw), flush=True)
+                elif isinstance(msg, Change):
+                    print(f"[{msg.source}] change at frame {msg.frame}: {msg.from_label} -> {msg.to_label} "
+                          f"({msg.score:.2f})", flush=True)
+                elif isinstance(msg, Status):
+                    r = msg.raw
+                    print(f"[{msg.source}] status {msg.state}: {r.get('fps', 0)} fps, {r.get('dropped', 0)} dropped",
+                          flush=True)
+                n += 1
+            if args.count and n >= args.count:
+                break
+            if args.until_eos and ended and ended >= (wanted or seen):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sub.close()
+        for source, lost in sorted(sub.lost.items()):
+            print(f"twostream subscribe: {source}: {lost} prediction(s) lost (seq gaps)", file=sys.stderr)
+    return 0

@@ -1,0 +1,135 @@
+"""Flow stage: one process for all sources. Reads each frame ring, computes flow between consecutive
+frames, keeps the per-source flow ring (quantised flow + the newer frame) and announces windows.
+
+Live sources get latest-frame semantics: when more than `live_queue` frames wait, the
+older ones are skipped (counted as dropped) and flow is computed across the skip.
+After a reconnect (SourceGap) the chain restarts, so no window spans an outage.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import zmq
+
+from stream.flow import FlowComputer, FlowSettings, quantize_flow, to_gray
+from stream.messages import FrameReady, SourceEnded, SourceGap, WindowReady, WindowsEnded
+from stream.procs import ignore_interrupts
+from stream.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
+from stream.windows import WindowClock
+
+
+@dataclass(frozen=True)
+class FlowJob:
+    frame_rings: tuple[RingLayout, ...]
+    flow_rings: tuple[RingLayout, ...]
+    live: tuple[bool, ...]  # per source: drop instead of waiting
+    stats_name: str
+    flow_settings: FlowSettings
+    flow_length: int
+    stride: int
+    live_queue: int
+    in_endpoint: str  # PULL, bound here
+    out_endpoint: str  # PUSH to inference
+
+
+class _SourceFlow:
+    def __init__(self, source: int, job: FlowJob):
+        self.source = source
+        self.live = job.live[source]
+        self.frames = ShmRing(job.frame_rings[source], create=False)
+        self.flows = ShmRing(job.flow_rings[source], create=False)
+        self.compute = FlowComputer(job.flow_settings)
+        self.bound = job.flow_settings.bound
+        self.clock = WindowClock(job.flow_length, job.stride)
+        self.prev_gray: np.ndarray | None = None
+        self.next_index = self.frames.consumed  # resume where a previous incarnation stopped
+        self.windows = 0
+        self.gap = (0, 0.0)
+        shape = job.frame_rings[source].fields[0][1]
+        self.rgb = np.empty(shape, dtype=np.uint8)
+
+    def restart_chain(self) -> None:
+        self.prev_gray = None
+        self.clock.reset()
+
+
+def flow_main(job: FlowJob, stop) -> None:
+    ignore_interrupts()
+    cv2.setNumThreads(1)
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.bind(job.in_endpoint)
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 0)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.connect(job.out_endpoint)
+    stats = StatsBoard(job.stats_name, len(job.frame_rings), create=False)
+    sources = [_SourceFlow(i, job) for i in range(len(job.frame_rings))]
+    parent = os.getppid()
+    try:
+        while not stop.is_set() and os.getppid() == parent:
+            if not pull.poll(100):
+                continue
+            msg = pull.recv_pyobj()
+            if isinstance(msg, FrameReady):
+                _advance(sources[msg.source], job, stats, push, stop)
+            elif isinstance(msg, SourceGap):
+                src = sources[msg.source]
+                _advance(src, job, stats, push, stop)
+                src.restart_chain()
+                src.gap = (msg.frames, msg.seconds)
+            elif isinstance(msg, SourceEnded):
+                src = sources[msg.source]
+                _advance(src, job, stats, push, stop)
+                push.send_pyobj(WindowsEnded(source=msg.source, frames=msg.frames, windows=src.windows,
+                                             error=msg.error))
+    finally:
+        pull.close(0)
+        push.close()
+        ctx.term()
+        stats.close()
+        for s in sources:
+            s.frames.close()
+            s.flows.close()
+
+
+def _advance(src: _SourceFlow, job: FlowJob, stats: StatsBoard, push, stop) -> None:
+    """Process every frame written to this source's ring since the last call."""
+    written = src.frames.written
+    if src.live and written - src.next_index > job.live_queue:
+        skip_to = written - job.live_queue
+        stats.add(src.source, "dropped", skip_to - src.next_index)
+        src.next_index = skip_to
+    while src.next_index < written:
+        index = src.next_index
+        try:
+            frame_no, t_capture, _ = src.frames.meta(index)
+            src.frames.read(index, "frame_rgb", out=src.rgb)
+        except SlotOverwritten:  # lapped by a live writer: count it and move on
+            stats.add(src.source, "dropped")
+            src.next_index += 1
+            src.frames.set_consumed(src.next_index)
+            continue
+        src.next_index += 1
+        src.frames.set_consumed(src.next_index)
+        gray = to_gray(src.rgb)
+        prev, src.prev_gray = src.prev_gray, gray
+        if prev is None:
+            continue
+        flow = quantize_flow(src.compute(prev, gray), src.bound)
+        if not src.live and not src.flows.wait_for_space(stop):
+            return
+        end_index = src.flows.write(frame=frame_no, t_capture=t_capture, t_ready=time.time(), flow=flow,
+                                    frame_rgb=src.rgb)
+        stats.add(src.source, "flows")
+        if src.clock.add_flow():
+            src.windows += 1
+            stats.add(src.source, "windows")
+            gap_frames, gap_seconds = src.gap
+            src.gap = (0, 0.0)
+            push.send_pyobj(WindowReady(source=src.source, end_index=end_index, frame=frame_no, t_capture=t_capture,
+                                        t_flow=time.time(), gap_frames=gap_frames, gap_seconds=gap_seconds))

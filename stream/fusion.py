@@ -1,0 +1,43 @@
+"""Late fusion of the two streams: softmax each, weighted average (TSN: temporal 1.5 : spatial 1), optional smoothing."""
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (B, C) logits, stable for large values."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def fuse_scores(spatial_logits: np.ndarray, temporal_logits: np.ndarray, *, spatial_weight: float,
+                temporal_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(spatial probs, temporal probs, fused probs); fused = weighted mean of the two softmaxes (sums to 1)."""
+    ps = softmax(spatial_logits.astype(np.float64))
+    pt = softmax(temporal_logits.astype(np.float64))
+    total = spatial_weight + temporal_weight
+    fused = (spatial_weight * ps + temporal_weight * pt) / total
+    return ps, pt, fused
+
+
+class ScoreSmoother:
+    """Mean of the fused scores of the last K windows of one source (K=1: no smoothing)."""
+
+    def __init__(self, k: int):
+        self._window: deque[np.ndarray] = deque(maxlen=k)
+
+    def update(self, scores: np.ndarray) -> np.ndarray:
+        self._window.append(np.asarray(scores, dtype=np.float64))
+        return np.mean(self._window, axis=0)
+
+    def reset(self) -> None:
+        self._window.clear()
+
+
+def top_k(scores: np.ndarray, labels: tuple[str, ...], k: int) -> list[dict]:
+    """[{label, score}] best first; ties broken by label order so output is deterministic."""
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+    return [{"label": labels[i], "score": round(float(scores[i]), 6)} for i in order]

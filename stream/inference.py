@@ -1,0 +1,149 @@
+"""Inference stage: one process. Collects the windows that are ready (from every source), runs ONE
+spatial and ONE temporal engine call per batch, fuses, and hands results to the supervisor.
+
+Live sources keep only their newest pending window (older ones are counted as
+windows_dropped) so predictions stay current; files in fast pace lose nothing.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import zmq
+
+from engines.loader import open_bundle
+from stream.flow import normalize_rgb, stack_flows
+from stream.fusion import fuse_scores
+from stream.messages import WindowReady, WindowResult, WindowsEnded
+from stream.procs import ignore_interrupts
+from stream.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
+
+
+@dataclass(frozen=True)
+class InferenceJob:
+    model: str
+    engine_kind: str
+    threads: int
+    flow_rings: tuple[RingLayout, ...]
+    live: tuple[bool, ...]
+    stats_name: str
+    max_batch: int
+    spatial_weight: float
+    temporal_weight: float
+    in_endpoint: str  # PULL, bound here
+    out_endpoint: str  # PUSH to the supervisor
+
+
+class _Batcher:
+    """Reads a window's inputs from the flow ring straight into preallocated batch arrays."""
+
+    def __init__(self, job: InferenceJob, size: int, flow_length: int):
+        self.L = flow_length
+        self.rings = [ShmRing(layout, create=False) for layout in job.flow_rings]
+        self.rgb = np.empty((job.max_batch, size, size, 3), dtype=np.uint8)
+        self.flows = np.empty((job.max_batch, flow_length, size, size, 2), dtype=np.uint8)
+
+    def load(self, slot: int, win: WindowReady) -> bool:
+        ring = self.rings[win.source]
+        try:
+            ring.read(win.end_index, "frame_rgb", out=self.rgb[slot])
+            for k in range(self.L):
+                ring.read(win.end_index - self.L + 1 + k, "flow", out=self.flows[slot, k])
+        except SlotOverwritten:
+            return False
+        return True
+
+    def release(self, win: WindowReady) -> None:
+        """Tell the flow stage which slots the next window of this source can still need."""
+        ring = self.rings[win.source]
+        ring.set_consumed(max(ring.consumed, win.end_index - self.L + 2))
+
+
+def inference_main(job: InferenceJob, stop) -> None:
+    ignore_interrupts()
+    loaded = open_bundle(job.model, kind=job.engine_kind, threads=job.threads)
+    ctx = zmq.Context()
+    pull = ctx.socket(zmq.PULL)
+    pull.bind(job.in_endpoint)
+    push = ctx.socket(zmq.PUSH)
+    push.setsockopt(zmq.SNDHWM, 0)
+    push.setsockopt(zmq.LINGER, 2000)
+    push.connect(job.out_endpoint)
+    stats = StatsBoard(job.stats_name, len(job.flow_rings), create=False)
+    stage = InferenceStage(job, loaded, stats, push)
+    parent = os.getppid()
+    try:
+        while not stop.is_set() and os.getppid() == parent:
+            if not pull.poll(100):
+                continue
+            pending = [pull.recv_pyobj()]
+            while len(pending) < 4 * job.max_batch and pull.poll(0):
+                pending.append(pull.recv_pyobj())
+            windows: list[WindowReady] = []
+            for msg in pending:
+                if isinstance(msg, WindowReady):
+                    windows.append(msg)
+                    continue
+                # an end marker: everything before it for that source must be published first
+                stage.run(windows)
+                windows = []
+                push.send_pyobj(msg)
+            stage.run(windows)
+    finally:
+        pull.close(0)
+        push.close()
+        ctx.term()
+        stats.close()
+
+
+class InferenceStage:
+    def __init__(self, job: InferenceJob, loaded, stats: StatsBoard, push):
+        self.job = job
+        self.bundle = loaded.bundle
+        self.spatial = loaded.spatial
+        self.temporal = loaded.temporal
+        self.ws = job.spatial_weight if job.spatial_weight >= 0 else self.bundle.fusion_weights["spatial"]
+        self.wt = job.temporal_weight if job.temporal_weight >= 0 else self.bundle.fusion_weights["temporal"]
+        self.stats = stats
+        self.push = push
+        self.batcher = _Batcher(job, self.bundle.input_size, self.bundle.flow_length)
+
+    def _keep_latest_live(self, windows: list[WindowReady]) -> list[WindowReady]:
+        newest = {w.source: i for i, w in enumerate(windows)}
+        kept = []
+        for i, w in enumerate(windows):
+            if self.job.live[w.source] and newest[w.source] != i:
+                self.stats.add(w.source, "windows_dropped")
+                self.batcher.release(w)
+            else:
+                kept.append(w)
+        return kept
+
+    def run(self, windows: list[WindowReady]) -> None:
+        windows = self._keep_latest_live(windows)
+        bundle = self.bundle
+        for start in range(0, len(windows), self.job.max_batch):
+            chunk = windows[start:start + self.job.max_batch]
+            t0 = time.time()
+            ready = []
+            for w in chunk:
+                if self.batcher.load(len(ready), w):
+                    ready.append(w)
+                else:
+                    self.stats.add(w.source, "windows_dropped")
+                self.batcher.release(w)
+            if not ready:
+                continue
+            n = len(ready)
+            spatial_in = normalize_rgb(self.batcher.rgb[:n], bundle.mean, bundle.std)
+            temporal_in = np.stack([stack_flows(self.batcher.flows[i], bundle.flow.stacking) for i in range(n)])
+            ps, pt, pf = fuse_scores(self.spatial.run(spatial_in), self.temporal.run(temporal_in),
+                                     spatial_weight=self.ws, temporal_weight=self.wt)
+            t1 = time.time()
+            for i, w in enumerate(ready):
+                self.push.send_pyobj(WindowResult(
+                    source=w.source, frame=w.frame, t_capture=w.t_capture, t_flow=w.t_flow, t_infer_start=t0,
+                    t_infer_end=t1, spatial=ps[i].tolist(), temporal=pt[i].tolist(), fused=pf[i].tolist(), batch=n,
+                    gap_frames=w.gap_frames, gap_seconds=w.gap_seconds))

@@ -1,0 +1,90 @@
+"""Messages: the small events passed between stages (pickled over local ZeroMQ sockets) and the
+published JSON schema (version 1) on topics `twostream/<source>/`, `.../status`.
+
+Frames and flow fields never travel in these; they stay in shared memory (stream.shm).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+SCHEMA = 1
+
+
+# --- between stages --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FrameReady:
+    source: int  # index into the run's source list
+    index: int  # frame-ring slot index just written
+
+
+@dataclass(frozen=True)
+class SourceGap:
+    """A live source came back after an outage: flow chains must restart."""
+
+    source: int
+    frames: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SourceEnded:
+    source: int
+    frames: int  # frames the capture delivered in total
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class WindowReady:
+    source: int
+    end_index: int  # flow-ring slot index of the newest flow of the window
+    frame: int  # newest frame index
+    t_capture: float
+    t_flow: float  # when its newest flow was written
+    gap_frames: int = 0  # frames missed just before this window's chain (after a reconnect)
+    gap_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class WindowsEnded:
+    source: int
+    frames: int
+    windows: int
+    error: str = ""
+
+
+@dataclass
+class WindowResult:
+    source: int
+    frame: int
+    t_capture: float
+    t_flow: float
+    t_infer_start: float
+    t_infer_end: float
+    spatial: list[float]  # probabilities
+    temporal: list[float]
+    fused: list[float]
+    batch: int
+    gap_frames: int = 0
+    gap_seconds: float = 0.0
+
+
+# --- published (JSON, schema 1) ----------------------------------------------------------------
+def topic(source: str, kind: str = "") -> bytes:
+    """`twostream/<source>/` for predictions and events; `twostream/<source>/<kind>` for status/preview."""
+    return f"twostream/{source}/{kind}".encode()
+
+
+def encode(payload: dict) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+@dataclass
+class PublishedCounts:
+    """Per-source numbers the supervisor keeps for seq and EOS."""
+
+    seq: int = 0
+    windows: int = 0
+    last_frame: int = -1
+    started: float = field(default_factory=time.time)

@@ -1,0 +1,292 @@
+"""The supervisor: checks inputs, owns shared memory and the PUB socket, starts and watches the stages.
+
+    capture (1 process per source) --frame rings--> flow (1) --flow rings--> inference (1) --> supervisor --> ZeroMQ PUB
+
+Stages talk over local ZeroMQ PUSH/PULL sockets (small events only) so a stage that
+dies cannot corrupt a queue; the supervisor restarts it (bounded, with backoff). Seq
+numbers and smoothing live here, so they survive stage restarts.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import zmq
+
+from engines.loader import open_bundle
+from stream.capture import CaptureJob, capture_main
+from stream.config import Settings
+from stream.errors import ConfigError, SourceError
+from stream.flow_stage import FlowJob, flow_main
+from stream.inference import InferenceJob, inference_main
+from stream.messages import WindowResult, WindowsEnded
+from stream.publisher import Publisher
+from stream.shm import RingLayout, ShmRing, StatsBoard
+from stream.sources import SourceSpec
+
+log = logging.getLogger("twostream")
+
+
+@dataclass
+class RunSummary:
+    """What happened per source; the CLI turns it into an exit status."""
+
+    eos: dict[str, dict] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    predictions: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all("error" not in e for e in self.eos.values())
+
+
+def check_sources(specs: list[SourceSpec]) -> None:
+    """Fail before starting anything when a file or webcam obviously cannot work."""
+    for spec in specs:
+        if spec.kind == "file":
+            path = Path(spec.target)
+            if not path.exists():
+                raise SourceError(f"{spec.target}: no such file")
+            if not path.is_file():
+                raise SourceError(f"{spec.target}: not a file")
+            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+            ok = cap.isOpened() and cap.read()[0]
+            cap.release()
+            if not ok:
+                raise SourceError(f"{spec.target}: not a readable video (no frame could be decoded)")
+        elif spec.kind == "webcam" and sys.platform.startswith("linux"):
+            if not Path(f"/dev/video{spec.target}").exists():
+                raise SourceError(f"webcam {spec.target}: no such device (/dev/video{spec.target} is missing)")
+
+
+class Pipeline:
+    def __init__(self, specs: list[SourceSpec], settings: Settings, *, on_message=None):
+        self.specs = specs
+        self.settings = settings
+        self.on_message = on_message  # called with every published payload (for --print)
+        self.names = [s.name for s in specs]
+        p = settings.pipeline
+        loaded = open_bundle(p.model, kind=settings.engine.kind, threads=settings.engine.threads)
+        self.bundle = loaded.bundle
+        self.engine_backend = loaded.spatial.backend
+        del loaded
+        if p.flow_ring < 2 * self.bundle.flow_length + p.stride:
+            raise ConfigError(
+                f"[pipeline] flow_ring = {p.flow_ring}: must be >= 2*L + stride = "
+                f"{2 * self.bundle.flow_length + p.stride} for this model"
+            )
+        self._mp = mp.get_context("spawn")
+        self._stop_capture = self._mp.Event()
+        self._stop_stages = self._mp.Event()
+        self._procs: dict[str, mp.Process] = {}
+        self._restarts: dict[str, int] = {}
+        self._rings: list[ShmRing] = []
+        self._tmp = Path(tempfile.mkdtemp(prefix="twostream-"))
+        os.chmod(self._tmp, 0o700)
+        self._signal = None
+
+    # setup ---------------------------------------------------------------------------------------
+    def _make_rings(self) -> None:
+        s = self.bundle.input_size
+        n = len(self.specs)
+        self.stats = StatsBoard(ShmRing.new_name("tsstat"), n, create=True)
+        self.frame_layouts, self.flow_layouts = [], []
+        for _ in self.specs:
+            fl = RingLayout(ShmRing.new_name("tsframe"), self.settings.pipeline.frame_ring, (("frame_rgb", (s, s, 3)),))
+            wl = RingLayout(ShmRing.new_name("tsflow"), self.settings.pipeline.flow_ring,
+                            (("flow", (s, s, 2)), ("frame_rgb", (s, s, 3))))
+            self._rings += [ShmRing(fl, create=True), ShmRing(wl, create=True)]
+            self.frame_layouts.append(fl)
+            self.flow_layouts.append(wl)
+
+    def _jobs(self) -> None:
+        p, c, b = self.settings.pipeline, self.settings.capture, self.bundle
+        self.ep_flow = f"ipc://{self._tmp}/flow"
+        self.ep_infer = f"ipc://{self._tmp}/infer"
+        self.ep_result = f"ipc://{self._tmp}/result"
+        live = tuple(spec.live or p.pace == "realtime" for spec in self.specs)
+        self.flow_job = FlowJob(
+            frame_rings=tuple(self.frame_layouts), flow_rings=tuple(self.flow_layouts), live=live,
+            stats_name=self.stats.name, flow_settings=b.flow, flow_length=b.flow_length, stride=p.stride,
+            live_queue=p.live_queue, in_endpoint=self.ep_flow, out_endpoint=self.ep_infer)
+        self.infer_job = InferenceJob(
+            model=str(b.path), engine_kind=self.settings.engine.kind, threads=self.settings.engine.threads,
+            flow_rings=tuple(self.flow_layouts), live=live, stats_name=self.stats.name, max_batch=p.max_batch,
+            spatial_weight=self.settings.fusion.spatial_weight, temporal_weight=self.settings.fusion.temporal_weight,
+            in_endpoint=self.ep_infer, out_endpoint=self.ep_result)
+        self.capture_jobs = [
+            CaptureJob(spec=spec, source=i, ring=self.frame_layouts[i], stats_name=self.stats.name,
+                       stats_rows=len(self.specs), flow_endpoint=self.ep_flow, size=b.input_size, pace=p.pace,
+                       max_frames=p.max_frames, open_timeout=c.open_timeout, read_timeout=c.read_timeout,
+                       stall_seconds=c.stall_seconds, reconnect_initial=c.reconnect_initial,
+                       reconnect_max=c.reconnect_max, reconnect_attempts=c.reconnect_attempts)
+            for i, spec in enumerate(self.specs)
+        ]
+
+    def _start(self, key: str) -> None:
+        if key == "inference":
+            target, args = inference_main, (self.infer_job, self._stop_stages)
+        elif key == "flow":
+            target, args = flow_main, (self.flow_job, self._stop_stages)
+        else:
+            i = int(key.split(":")[1])
+            target, args = capture_main, (self.capture_jobs[i], self._stop_capture)
+        proc = self._mp.Process(target=target, args=args, name=f"twostream-{key}", daemon=True)
+        proc.start()
+        self._procs[key] = proc
+
+    # run -----------------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        settings = self.settings
+        summary = RunSummary()
+        ctx = zmq.Context()
+        publisher = Publisher(settings.publish.endpoint, labels=self.bundle.labels, sources=self.names,
+                              sndhwm=settings.publish.sndhwm, top=settings.fusion.top_k,
+                              smoothing=settings.fusion.smoothing, flow_length=self.bundle.flow_length, ctx=ctx)
+        results = ctx.socket(zmq.PULL)
+        old_handlers = self._install_signals()
+        try:
+            self._make_rings()
+            self._jobs()
+            results.bind(self.ep_result)
+            for key in ["inference", "flow"] + [f"capture:{i}" for i in range(len(self.specs))]:
+                self._start(key)
+            log.info("%d source(s), model %s (%s), publishing on %s", len(self.specs), self.bundle.path,
+                     self.engine_backend, settings.publish.endpoint)
+            self._loop(results, publisher, summary)
+        finally:
+            self._restore_signals(old_handlers)
+            self._shutdown()
+            results.close(0)
+            publisher.close()
+            ctx.term()
+        return summary
+
+    def _loop(self, results, publisher: Publisher, summary: RunSummary) -> None:
+        interval = self.settings.publish.status_interval
+        ended: set[int] = set()
+        next_status = time.monotonic()
+        deadline = None
+        t_start = time.time()
+        while len(ended) < len(self.specs):
+            if self._signal is not None and deadline is None:
+                log.info("signal %s: draining in-flight windows", self._signal)
+                self._stop_capture.set()
+                deadline = time.monotonic() + self.settings.pipeline.stop_timeout
+            if deadline is not None and time.monotonic() > deadline:
+                summary.errors.append("stopped before every source drained (stop_timeout reached)")
+                break
+            if results.poll(50):
+                msg = results.recv_pyobj()
+                if isinstance(msg, WindowResult):
+                    payload = publisher.publish_prediction(msg)
+                    summary.predictions += 1
+                    self._emit(payload)
+                elif isinstance(msg, WindowsEnded):
+                    ended.add(msg.source)
+                    eos = publisher.publish_eos(
+                        msg.source, frames=msg.frames, dropped=int(self.stats.get(msg.source, "dropped")),
+                        windows_dropped=int(self.stats.get(msg.source, "windows_dropped")), error=msg.error)
+                    self._publish_status(publisher, msg.source, t_start, ended)
+                    summary.eos[self.names[msg.source]] = eos
+                    self._emit(eos)
+            now = time.monotonic()
+            if now >= next_status:
+                next_status = now + interval
+                for i in range(len(self.specs)):
+                    if i not in ended:
+                        self._publish_status(publisher, i, t_start, ended)
+            self._supervise(ended, summary)
+
+    def _publish_status(self, publisher: Publisher, i: int, t_start: float, ended: set[int]) -> None:
+        row = self.stats.row(i)
+        elapsed = max(time.time() - t_start, 1e-6)
+        status = {
+            "state": "ended" if i in ended else self.stats.state(i),
+            "frames": int(row["frames"]),
+            "fps": round(row["frames"] / elapsed, 2),
+            "dropped": int(row["dropped"]),
+            "windows": publisher.counts[i].windows,
+            "windows_dropped": int(row["windows_dropped"]),
+            "reconnects": int(row["reconnects"]),
+            "attempts": int(row["attempts"]),
+            "engine": self.engine_backend,
+            "url": self.specs[i].display,
+        }
+        self._emit(publisher.publish_status(i, status))
+
+    def _emit(self, payload: dict) -> None:
+        if self.on_message is not None:
+            self.on_message(payload)
+
+    def _supervise(self, ended: set[int], summary: RunSummary) -> None:
+        """Restart a stage that died; a capture that dies is a source failure (its EOS never came)."""
+        for key, proc in list(self._procs.items()):
+            if proc.is_alive() or self._stop_stages.is_set():
+                continue
+            if key.startswith("capture:"):
+                i = int(key.split(":")[1])
+                if proc.exitcode != 0 and i not in ended:
+                    # The process died without sending SourceEnded (killed): restart it within the budget.
+                    if not self._restart(key, summary):
+                        summary.errors.append(f"{self.specs[i].display}: capture kept crashing, source stopped")
+                        ended.add(i)
+                else:
+                    del self._procs[key]
+                continue
+            if not self._restart(key, summary):
+                raise SourceError(f"{key} stage kept crashing ({self._restarts[key]} restarts); stopping")
+
+    def _restart(self, key: str, summary: RunSummary) -> bool:
+        n = self._restarts.get(key, 0)
+        if n >= self.settings.pipeline.max_restarts:
+            return False
+        self._restarts[key] = n + 1
+        log.warning("%s stage exited (code %s); restarting (%d/%d)", key, self._procs[key].exitcode, n + 1,
+                    self.settings.pipeline.max_restarts)
+        time.sleep(min(0.1 * 2 ** n, 5.0))
+        self._start(key)
+        return True
+
+    def _shutdown(self) -> None:
+        self._stop_capture.set()
+        self._stop_stages.set()
+        deadline = time.monotonic() + 5.0
+        for proc in self._procs.values():
+            proc.join(max(0.0, deadline - time.monotonic()))
+        for proc in self._procs.values():
+            if proc.is_alive():
+                proc.kill()
+                proc.join(1.0)
+        for ring in self._rings:
+            ring.close()
+            ring.unlink()
+        if hasattr(self, "stats"):
+            self.stats.close()
+            self.stats.unlink()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _install_signals(self):
+        def handler(signum, _frame):
+            self._signal = signal.Signals(signum).name
+
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread (embedded use)
+                pass
+        return old
+
+    def _restore_signals(self, old) -> None:
+        for sig, h in old.items():
+            signal.signal(sig, h)
