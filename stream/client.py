@@ -162,6 +162,7 @@ class Subscriber:
         self.ctx = ctx or zmq.Context.instance()
         self.socket = self.ctx.socket(zmq.SUB)
         self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.setsockopt(zmq.RECONNECT_IVL, 20)  # join a publisher that starts later quickly
         if curve:  # {"public": ..., "secret": ..., "server": ...} z85 keys
             self.socket.curve_publickey = curve["public"]
             self.socket.curve_secretkey = curve["secret"]

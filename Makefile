@@ -1,0 +1,32 @@
+# The two set-up commands (README): `make demo` and `make test`. Both create/refresh .venv themselves.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install -q --disable-pip-version-check
+
+.PHONY: demo test system-deps clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Runtime only (numpy, opencv-contrib-python, onnxruntime, pyzmq): what a camera box needs.
+$(VENV)/.runtime: pyproject.toml | $(PY)
+	$(PIP) -e .
+	touch $@
+
+# Runtime + train (torch 2.14.1 CPU use, onnx export) + test extras.
+$(VENV)/.test: pyproject.toml | $(PY)
+	$(PIP) -e '.[train,test]'
+	touch $@ $(VENV)/.runtime
+
+demo: $(VENV)/.runtime
+	$(PY) -m stream.cli run assets/demo.mp4 --print
+
+system-deps:
+	@scripts/system-deps.sh
+
+test: $(VENV)/.test system-deps
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache
