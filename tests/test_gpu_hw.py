@@ -31,7 +31,7 @@ def bundle_dir(tmp_path_factory) -> Path:
 def _inputs(bundle, shared_data, windows=24):
     from stream.offline import read_video, video_flows, window_ends, window_inputs
 
-    video = sorted((shared_data / "weizmann4").rglob("*.avi"))[0]
+    video = sorted((shared_data / "weizmann4").rglob("*.mp4"))[0]
     frames = read_video(video, bundle.input_size, max_frames=200)
     flows = video_flows(frames, bundle.flow)
     ends = window_ends(len(frames), bundle.flow_length, windows)
@@ -95,7 +95,7 @@ def test_cuda_flow_close_to_cpu_flow(shared_data, backend):
     from stream.flow_cuda import CudaFlowComputer
     from stream.offline import read_video
 
-    video = sorted((shared_data / "weizmann4").rglob("*.avi"))[0]
+    video = sorted((shared_data / "weizmann4").rglob("*.mp4"))[0]
     frames = read_video(video, 64, max_frames=12)
     gray = [to_gray(f) for f in frames]
     cpu = FlowComputer(FlowSettings(backend=backend))
