@@ -136,8 +136,18 @@ class TensorRTEngine:
         self._cuda = cuda
         self.path = Path(plan_path)
         self._devctx = _DeviceContext(cuda, device)
+        self._engine = None
+        try:
+            self._load(trt, cuda)
+        except BaseException:
+            self._devctx.release()
+            raise
+
+    def _load(self, trt, cuda) -> None:
         with self._devctx:
             self._runtime = trt.Runtime(_logger(trt))
+            if hasattr(self._runtime, "engine_host_code_allowed"):
+                self._runtime.engine_host_code_allowed = False  # plans come from untrusted bundles
             self._engine = self._runtime.deserialize_cuda_engine(self.path.read_bytes())
             if self._engine is None:
                 raise BundleError(f"{self.path}: TensorRT could not deserialize this plan (wrong GPU or version?)")
