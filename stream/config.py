@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import ConfigError
+from stream.policy import PolicySettings
 
 
 def _opt(default, *, lo=None, hi=None, choices=None):
@@ -42,7 +43,6 @@ class EngineSettings:
 class FusionSettings:
     spatial_weight: float = _opt(-1.0, lo=-1.0, hi=1000.0)  # -1: use the bundle's weight
     temporal_weight: float = _opt(-1.0, lo=-1.0, hi=1000.0)
-    smoothing: int = _opt(1, lo=1, hi=1000)
     top_k: int = _opt(3, lo=1, hi=100)
 
 
@@ -68,6 +68,7 @@ class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     fusion: FusionSettings = field(default_factory=FusionSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
     publish: PublishSettings = field(default_factory=PublishSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
 

@@ -1,7 +1,7 @@
-"""Late fusion of the two streams: softmax each, weighted average (TSN: temporal 1.5 : spatial 1), optional smoothing."""
-from __future__ import annotations
+"""Late fusion of the two streams: softmax each, weighted average (TSN: temporal 1.5 : spatial 1).
 
-from collections import deque
+Smoothing over windows and the decided label are stream.policy's job."""
+from __future__ import annotations
 
 import numpy as np
 
@@ -21,20 +21,6 @@ def fuse_scores(spatial_logits: np.ndarray, temporal_logits: np.ndarray, *, spat
     total = spatial_weight + temporal_weight
     fused = (spatial_weight * ps + temporal_weight * pt) / total
     return ps, pt, fused
-
-
-class ScoreSmoother:
-    """Mean of the fused scores of the last K windows of one source (K=1: no smoothing)."""
-
-    def __init__(self, k: int):
-        self._window: deque[np.ndarray] = deque(maxlen=k)
-
-    def update(self, scores: np.ndarray) -> np.ndarray:
-        self._window.append(np.asarray(scores, dtype=np.float64))
-        return np.mean(self._window, axis=0)
-
-    def reset(self) -> None:
-        self._window.clear()
 
 
 def top_k(scores: np.ndarray, labels: tuple[str, ...], k: int) -> list[dict]:

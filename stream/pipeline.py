@@ -151,7 +151,7 @@ class Pipeline:
         ctx = zmq.Context()
         publisher = Publisher(settings.publish.endpoint, labels=self.bundle.labels, sources=self.names,
                               sndhwm=settings.publish.sndhwm, top=settings.fusion.top_k,
-                              smoothing=settings.fusion.smoothing, flow_length=self.bundle.flow_length, ctx=ctx)
+                              policy=settings.policy, flow_length=self.bundle.flow_length, ctx=ctx)
         results = ctx.socket(zmq.PULL)
         old_handlers = self._install_signals()
         try:
@@ -188,9 +188,9 @@ class Pipeline:
             if results.poll(50):
                 msg = results.recv_pyobj()
                 if isinstance(msg, WindowResult):
-                    payload = publisher.publish_prediction(msg)
+                    for payload in publisher.publish_prediction(msg):
+                        self._emit(payload)
                     summary.predictions += 1
-                    self._emit(payload)
                 elif isinstance(msg, WindowsEnded):
                     ended.add(msg.source)
                     eos = publisher.publish_eos(

@@ -13,8 +13,9 @@ import numpy as np
 import zmq
 
 from stream.errors import ConfigError
-from stream.fusion import ScoreSmoother, top_k
+from stream.fusion import top_k
 from stream.messages import SCHEMA, PublishedCounts, WindowResult, encode, topic
+from stream.policy import PolicySettings, make_policy
 
 _ENDPOINT = re.compile(r"^(tcp://(\*|[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):\d{1,5}|ipc://.+)$")
 
@@ -31,7 +32,7 @@ def check_endpoint(endpoint: str, flag: str = "--publish") -> str:
 
 class Publisher:
     def __init__(self, endpoint: str, *, labels: tuple[str, ...], sources: list[str], sndhwm: int, top: int,
-                 smoothing: int, flow_length: int, ctx: zmq.Context | None = None):
+                 policy: PolicySettings, flow_length: int, ctx: zmq.Context | None = None):
         check_endpoint(endpoint)
         self.ctx = ctx or zmq.Context.instance()
         self.socket = self.ctx.socket(zmq.PUB)
@@ -48,7 +49,7 @@ class Publisher:
         self.top = top
         self.flow_length = flow_length
         self.counts = [PublishedCounts() for _ in sources]
-        self.smoothers = [ScoreSmoother(smoothing) for _ in sources]
+        self.policies = [make_policy(policy) for _ in sources]
 
     def _send(self, source: int, payload: dict, kind: str = "") -> None:
         # NOBLOCK: with HWM reached ZeroMQ drops for slow subscribers instead of blocking us.
@@ -57,15 +58,26 @@ class Publisher:
         except zmq.Again:
             pass
 
-    def publish_prediction(self, r: WindowResult) -> dict:
+    def publish_prediction(self, r: WindowResult) -> list[dict]:
+        """Publish the window's prediction, preceded by a change event when the decided label changes."""
         counts = self.counts[r.source]
+        policy = self.policies[r.source]
         if r.gap_frames or r.gap_seconds:
-            self.smoothers[r.source].reset()
-        fused = self.smoothers[r.source].update(np.asarray(r.fused))
-        best = top_k(fused, self.labels, self.top)
-        s_best = top_k(np.asarray(r.spatial), self.labels, 1)[0]
-        t_best = top_k(np.asarray(r.temporal), self.labels, 1)[0]
+            policy.reset()
+        decision = policy.update(np.asarray(r.fused))
+        scores = decision.scores
+        best = top_k(scores, self.labels, self.top)
         now = time.time()
+        sent = []
+        if decision.changed:
+            change = {
+                "schema": SCHEMA, "event": "change", "source": self.sources[r.source],
+                "from": None if decision.previous is None else self.labels[decision.previous],
+                "to": self.labels[decision.label], "frame": r.frame, "t_capture": round(r.t_capture, 6),
+                "score": round(decision.score, 6), "seq": counts.seq,
+            }
+            self._send(r.source, change)
+            sent.append(change)
         payload = {
             "schema": SCHEMA,
             "event": "prediction",
@@ -83,10 +95,12 @@ class Publisher:
                 "publish": round((now - r.t_infer_end) * 1000.0, 3),
             },
             "batch": r.batch,
-            "label": best[0]["label"],
-            "score": best[0]["score"],
+            "label": self.labels[decision.label],
+            "score": round(decision.score, 6),
             "top": best,
-            "streams": {"spatial": s_best, "temporal": t_best},
+            "fused": top_k(np.asarray(r.fused), self.labels, 1)[0],
+            "streams": {"spatial": top_k(np.asarray(r.spatial), self.labels, 1)[0],
+                        "temporal": top_k(np.asarray(r.temporal), self.labels, 1)[0]},
         }
         if r.gap_frames or r.gap_seconds:
             payload["gap"] = {"frames": int(r.gap_frames), "seconds": round(r.gap_seconds, 3)}
@@ -94,7 +108,8 @@ class Publisher:
         counts.windows += 1
         counts.last_frame = r.frame
         self._send(r.source, payload)
-        return payload
+        sent.append(payload)
+        return sent
 
     def publish_eos(self, source: int, *, frames: int, dropped: int, windows_dropped: int, error: str) -> dict:
         payload = {
