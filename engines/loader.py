@@ -34,6 +34,8 @@ def open_engine(path: str | Path, *, kind: str = "auto", threads: int = 1) -> En
     if kind == "tensorrt" and plan is not None and not plan.usable:
         raise ConfigError(f"engine = 'tensorrt': {plan.message}")
     chosen, reason = choose_engine(kind, caps, None if plan is None else plan.usable)
+    if plan is not None and not plan.usable:
+        reason += f" [{plan.state}: {plan.message}]"  # say why a stale/foreign plan was passed over
     if chosen == "tensorrt":
         from engines.tensorrt import TensorRTEngine
 
