@@ -64,6 +64,14 @@ class CaptureSettings:
 
 
 @dataclass(frozen=True)
+class PreviewSettings:
+    enabled: bool = False
+    width: int = _opt(320, lo=16, hi=4096)
+    fps: float = _opt(5.0, lo=0.1, hi=120.0)
+    quality: int = _opt(70, lo=10, hi=100)
+
+
+@dataclass(frozen=True)
 class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
@@ -71,6 +79,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     publish: PublishSettings = field(default_factory=PublishSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
+    preview: PreviewSettings = field(default_factory=PreviewSettings)
 
 
 def _check(section: str, key: str, spec, value: Any, where: str) -> Any:
