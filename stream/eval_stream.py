@@ -1,0 +1,383 @@
+"""Streaming evaluation: run the real pipeline on annotated videos and score what it publishes.
+
+Each video is played through `python -m stream.cli run --pace fast` (a subprocess: the same
+capture -> flow -> inference -> publish path as a camera, every frame processed once) and the
+published predictions are collected with stream.client until end of stream. The scores are
+then computed by stream.stream_metrics on (window frame, decided label) pairs.
+
+Besides the labels the runtime published, the same fused score sequence is replayed offline
+through candidate decision policies (stream.policy is deterministic and pure, so this gives
+exactly what the runtime would publish with that [policy] setting, without re-running the
+networks). For that the run publishes every class's fused score (top_k = number of classes)
+with the runtime's own smoothing and policy turned off.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from stream.annotations import Annotation, annotation_for_video, load_annotation
+from stream.errors import SourceError, TwostreamError
+from stream.policy import PolicySettings, decide_all
+from stream.stream_metrics import StreamScore, merge_scores, score_stream, summarize
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+SOURCE_NAME = "eval"
+
+# The policies measured by default: the raw argmax and a small grid of each smoothing kind.
+DEFAULT_CANDIDATES = (
+    [PolicySettings(kind="none")]
+    + [PolicySettings(kind="ema", ema_alpha=a) for a in (0.7, 0.5, 0.3, 0.2)]
+    + [PolicySettings(kind="vote", vote_k=k) for k in (3, 5, 7)]
+    + [PolicySettings(kind="hysteresis", margin=m, hold=h) for m in (0.1, 0.2, 0.3) for h in (1, 2, 3)]
+)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One published prediction, as eval-stream keeps it."""
+
+    frame: int
+    label: str  # label the runtime decided
+    score: float
+    fused: dict[str, float]  # every class's fused score (from `top`)
+    spatial: tuple[str, float]
+    temporal: tuple[str, float]
+
+
+@dataclass
+class VideoRun:
+    video: Path
+    annotation: Annotation
+    windows: list[Window] = field(default_factory=list)
+    changes: list[dict] = field(default_factory=list)  # change events, if the runtime publishes them
+    eos: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def find_videos(path: str | Path, annotation: str | Path | None = None) -> list[tuple[Path, Path]]:
+    """(video, annotation) pairs: a video and VIDEO.json (or `annotation`), or every annotated video in a dir."""
+    path = Path(path)
+    if path.is_dir():
+        if annotation is not None:
+            raise SourceError(f"{path}: --annotation needs a single video, not a directory")
+        pairs = [(v, annotation_for_video(v)) for v in sorted(path.iterdir())
+                 if v.suffix.lower() in VIDEO_SUFFIXES and annotation_for_video(v).is_file()]
+        if not pairs:
+            raise SourceError(f"{path}: no video with an annotation beside it (VIDEO.mp4 + VIDEO.json)")
+        return pairs
+    if not path.is_file():
+        raise SourceError(f"{path}: no such video file or directory")
+    ann = Path(annotation) if annotation is not None else annotation_for_video(path)
+    if not ann.is_file():
+        raise SourceError(f"{path}: no annotation {ann} (write one, see docs/streaming_quality.md, or pass --annotation)")
+    return [(path, ann)]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(doc: dict, path: Path) -> None:
+    """Write a flat {section: {key: value}} settings dict as TOML."""
+    lines = []
+    for section, values in doc.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def eval_config(base: str | Path | None, num_classes: int, stride: int | None) -> dict:
+    """The run's settings: the user's config with every class's score published and no runtime smoothing/policy."""
+    from stream.config import Settings
+
+    doc: dict = {}
+    if base is not None:
+        base = Path(base)
+        try:
+            doc = tomllib.loads(base.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise TwostreamError(f"--config {base}: cannot read ({exc})") from None
+    if num_classes > 100:
+        raise TwostreamError(f"bundle has {num_classes} classes; eval-stream can publish at most 100 scores per window")
+    doc.setdefault("fusion", {})["top_k"] = num_classes
+    sections = {f.name: {g.name for g in fields(f.default_factory())} for f in fields(Settings)}
+    if "smoothing" in sections.get("fusion", ()):  # older runtimes smoothed in the publisher
+        doc["fusion"]["smoothing"] = 1
+    doc.setdefault("pipeline", {})["pace"] = "fast"
+    if stride is not None:
+        doc["pipeline"]["stride"] = stride
+    if "policy" in sections:  # the runtime's own policy off: published labels = argmax, scores = raw fused
+        doc.setdefault("policy", {})["kind"] = "none"
+    return doc
+
+
+def run_video(video: Path, annotation: Annotation, *, model: str, config: Path, timeout: float = 120.0,
+              python: str = sys.executable, quiet: bool = True) -> VideoRun:
+    """Play one video through `twostream run --pace fast` and collect everything it publishes."""
+    from stream.client import Change, EndOfStream, Prediction, Subscriber
+
+    port = free_port()
+    endpoint = f"tcp://127.0.0.1:{port}"
+    result = VideoRun(video=video, annotation=annotation)
+    # Subscribe before the publisher exists: ZeroMQ connects as soon as it binds, so no early window is lost.
+    sub = Subscriber(endpoint, sources=[SOURCE_NAME], timeout=timeout)
+    cmd = [python, "-m", "stream.cli", "run", "--config", str(config), "--model", model, "--publish", endpoint,
+           "--pace", "fast", "-q", f"{SOURCE_NAME}={video}"]
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        while True:
+            if proc.poll() is not None and not sub.socket.poll(500):
+                break  # the pipeline exited and nothing is left in flight
+            try:
+                msg = sub.recv(timeout=1.0)
+            except TimeoutError:
+                if time.monotonic() - t0 > timeout:
+                    raise TwostreamError(f"{video}: no end of stream within {timeout:g} s") from None
+                continue
+            if isinstance(msg, Prediction):
+                if not result.windows and msg.seq != 0:
+                    raise TwostreamError(f"{video}: missed the first {msg.seq} predictions (subscriber joined late)")
+                result.windows.append(Window(
+                    frame=msg.frame, label=msg.label, score=msg.score, fused={t.label: t.score for t in msg.top},
+                    spatial=(msg.spatial.label, msg.spatial.score), temporal=(msg.temporal.label, msg.temporal.score)))
+            elif isinstance(msg, Change):
+                result.changes.append(msg.raw)
+            elif isinstance(msg, EndOfStream):
+                result.eos = msg.raw
+                break
+    finally:
+        sub.close()
+        try:
+            _, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+    result.seconds = time.monotonic() - t0
+    if not result.eos:
+        tail = (stderr or "").strip().splitlines()[-3:]
+        raise TwostreamError(f"{video}: the pipeline ended without end of stream (exit {proc.returncode}): "
+                             + " | ".join(tail))
+    if result.eos.get("error"):
+        raise TwostreamError(f"{video}: the pipeline reported: {result.eos['error']}")
+    lost = sub.lost.get(SOURCE_NAME, 0)
+    if lost or len(result.windows) != result.eos.get("windows", len(result.windows)):
+        raise TwostreamError(f"{video}: {lost or result.eos.get('windows', 0) - len(result.windows)} prediction(s) "
+                             "were lost between the pipeline and eval-stream")
+    if result.eos.get("frames") not in (None, annotation.frames):
+        print(f"eval-stream: warning: {video}: the pipeline read {result.eos['frames']} frames, the annotation says "
+              f"{annotation.frames}", file=sys.stderr)
+    return result
+
+
+def fused_matrix(run: VideoRun, labels: tuple[str, ...]) -> np.ndarray:
+    """(windows, classes) fused scores in bundle label order."""
+    out = np.zeros((len(run.windows), len(labels)))
+    for i, w in enumerate(run.windows):
+        missing = set(labels) - set(w.fused)
+        if missing:
+            raise TwostreamError(f"{run.video}: window at frame {w.frame} lacks scores for {sorted(missing)[:3]} "
+                                 "(the run must publish top_k = number of classes)")
+        out[i] = [w.fused[label] for label in labels]
+    return out
+
+
+def policy_labels(run: VideoRun, labels: tuple[str, ...], settings: PolicySettings) -> list[str]:
+    return [labels[d.label] for d in decide_all(fused_matrix(run, labels), settings)]
+
+
+def score_runs(runs: list[VideoRun], labels: tuple[str, ...],
+               candidates: list[PolicySettings]) -> dict:
+    """Per-video and pooled metrics for the published labels and for every candidate policy."""
+    videos = []
+    pooled_runtime: list[StreamScore] = []
+    pooled: dict[str, list[StreamScore]] = {c.describe(): [] for c in candidates}
+    for run in runs:
+        frames = [w.frame for w in run.windows]
+        published = score_stream(frames, [w.label for w in run.windows], run.annotation)
+        pooled_runtime.append(published)
+        per_policy = {}
+        for c in candidates:
+            s = score_stream(frames, policy_labels(run, labels, c), run.annotation)
+            pooled[c.describe()].append(s)
+            per_policy[c.describe()] = summarize(s)
+        videos.append({"video": str(run.video), "annotation": run.annotation.path, "frames": run.annotation.frames,
+                       "fps": run.annotation.fps, "windows": len(run.windows), "seconds": round(run.seconds, 2),
+                       "change_events": len(run.changes), "published": summarize(published),
+                       "policies": per_policy})
+    return {
+        "videos": videos,
+        "published": summarize(merge_scores(pooled_runtime)),
+        "policies": {name: summarize(merge_scores(scores)) for name, scores in pooled.items()},
+    }
+
+
+def choose_policy(policies: dict[str, dict], *, accuracy_slack: float = 0.005, max_flicker: float = 1.0) -> str | None:
+    """The selection rule of docs/streaming_quality.md.
+
+    Keep the policies that lose no window accuracy against "none" (within `accuracy_slack`), miss no
+    more switches than "none", and flicker at most max(max_flicker, lowest flicker of all) per minute;
+    among them take the smallest mean switch delay (ties: lower flicker, then higher accuracy).
+    """
+    base = policies.get("none")
+    if base is None or base["window_accuracy"] is None:
+        return None
+    floor_flicker = max(max_flicker, min(p["flicker_per_min"] or 0.0 for p in policies.values()))
+    keep = [(name, p) for name, p in policies.items()
+            if p["window_accuracy"] >= base["window_accuracy"] - accuracy_slack
+            and p["missed_switches"] <= base["missed_switches"] and (p["flicker_per_min"] or 0.0) <= floor_flicker]
+    if not keep:
+        return None
+
+    def key(item):
+        p = item[1]
+        delay = p["switch_delay_s"]["mean"]
+        return (float("inf") if delay is None else delay, p["flicker_per_min"] or 0.0, -p["window_accuracy"])
+    return min(keep, key=key)[0]
+
+
+def evaluate(target: str | Path, *, model: str, config: str | Path | None = None, annotation: str | None = None,
+             stride: int | None = None, candidates: list[PolicySettings] | None = None,
+             timeout: float = 300.0, progress: bool = True) -> tuple[dict, list[VideoRun]]:
+    """Run every annotated video of `target` and score it; returns (report, runs)."""
+    from engines.bundle import read_bundle
+
+    bundle = read_bundle(model)
+    pairs = find_videos(target, annotation)
+    annotations = [(v, load_annotation(a)) for v, a in pairs]
+    for v, ann in annotations:
+        unknown = set(ann.labels) - set(bundle.labels)
+        if unknown:
+            raise TwostreamError(f"{ann.path}: label(s) {', '.join(sorted(unknown))} are not in the model's labels "
+                                 f"({', '.join(bundle.labels)})")
+    candidates = list(candidates if candidates is not None else DEFAULT_CANDIDATES)
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="twostream-eval-") as tmp:
+        cfg = Path(tmp) / "config.toml"
+        write_config(eval_config(config, bundle.num_classes, stride), cfg)
+        for i, (video, ann) in enumerate(annotations):
+            if progress:
+                print(f"eval-stream: [{i + 1}/{len(annotations)}] {video}", file=sys.stderr, flush=True)
+            runs.append(run_video(video, ann, model=str(model), config=cfg, timeout=timeout))
+    report = {"schema": 1, "model": str(model), "labels": list(bundle.labels), "target": str(target),
+              **score_runs(runs, bundle.labels, candidates)}
+    report["recommended_policy"] = choose_policy(report["policies"])
+    return report, runs
+
+
+def plot_timeline(runs: list[VideoRun], labels: tuple[str, ...], out: str | Path,
+                  policy: PolicySettings | None = None) -> Path:
+    """Timeline PNG per video: annotation, decided label, spatial and temporal labels as colour bands, scores below."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+    except ImportError:
+        raise TwostreamError("--plot needs matplotlib (pip install 'twostream[train]' or pip install matplotlib)") from None
+    colors = {label: plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")(i % 20) for i, label in enumerate(labels)}
+    fig, axes = plt.subplots(2 * len(runs), 1, figsize=(12, 2.6 * len(runs) + 0.6), squeeze=False,
+                             gridspec_kw={"height_ratios": [1.4, 1.0] * len(runs)})
+    rows = ["annotation", "decided" if policy is None else f"decided: {policy.describe()}", "spatial", "temporal"]
+    for r, run in enumerate(runs):
+        band, score_ax = axes[2 * r][0], axes[2 * r + 1][0]
+        fps = run.annotation.fps
+        for seg in run.annotation.segments:
+            band.broken_barh([(seg.start / fps, seg.length / fps)], (3, 0.8), color=colors.get(seg.label, "grey"))
+        frames = np.array([w.frame for w in run.windows])
+        if len(frames):
+            step = np.diff(frames, append=frames[-1] + (frames[-1] - frames[-2] if len(frames) > 1 else 1))
+            decided = [w.label for w in run.windows] if policy is None else policy_labels(run, labels, policy)
+            for row, seq in ((2, decided), (1, [w.spatial[0] for w in run.windows]),
+                             (0, [w.temporal[0] for w in run.windows])):
+                for f, s, label in zip(frames, step, seq):
+                    band.broken_barh([(f / fps, s / fps)], (row, 0.8), color=colors.get(label, "grey"))
+            t = frames / fps
+            score_ax.plot(t, [w.score for w in run.windows], color="black", lw=1.2, label="fused (published label)")
+            score_ax.plot(t, [w.spatial[1] for w in run.windows], color="tab:blue", lw=0.8, alpha=0.8,
+                          label="spatial (its label)")
+            score_ax.plot(t, [w.temporal[1] for w in run.windows], color="tab:red", lw=0.8, alpha=0.8,
+                          label="temporal (its label)")
+        for ch in run.annotation.changes():
+            score_ax.axvline(ch.frame / fps, color="grey", lw=0.6, ls="--")
+        band.set_yticks([3.4, 2.4, 1.4, 0.4], rows, fontsize=8)
+        band.set_xlim(0, run.annotation.duration_s)
+        score_ax.set_xlim(0, run.annotation.duration_s)
+        score_ax.set_ylim(0, 1.02)
+        score_ax.set_ylabel("score", fontsize=8)
+        band.set_title(run.video.name, fontsize=9, loc="left")
+        if r == 0:
+            score_ax.legend(fontsize=7, loc="lower right", ncol=3)
+    axes[-1][0].set_xlabel("seconds")
+    fig.legend(handles=[Patch(color=colors[label], label=label) for label in labels], loc="upper center",
+               ncol=min(len(labels), 10), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def parse_policy(spec: str) -> PolicySettings:
+    """'none', 'ema:ALPHA', 'vote:K' or 'hysteresis:MARGIN:HOLD' -> validated PolicySettings."""
+    from stream.errors import ConfigError
+
+    parts = spec.strip().split(":")
+    kind, args = parts[0], parts[1:]
+    shapes = {"none": [], "ema": [("ema_alpha", float)], "vote": [("vote_k", int)],
+              "hysteresis": [("margin", float), ("hold", int)]}
+    if kind not in shapes or len(args) != len(shapes[kind]):
+        raise ConfigError(f"policy {spec!r}: expected none, ema:ALPHA, vote:K or hysteresis:MARGIN:HOLD")
+    values = {}
+    for (key, kind_of), text in zip(shapes[kind], args):
+        try:
+            values[key] = kind_of(text)
+        except ValueError:
+            raise ConfigError(f"policy {spec!r}: {key} must be {kind_of.__name__}, got {text!r}") from None
+    return PolicySettings(kind=kind, **values).validate(where=f"policy {spec!r}")
+
+
+def format_table(report: dict) -> str:
+    """Plain-text table of the pooled numbers, one row per policy."""
+    head = f"{'policy':<30s} {'win acc':>7s} {'delay mean s':>12s} {'p90 s':>6s} {'max s':>6s} {'missed':>7s} " \
+           f"{'flicker/min':>11s}"
+    lines = [head, "-" * len(head)]
+
+    def row(name, p, mark=""):
+        d = p["switch_delay_s"]
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        acc = "-" if p["window_accuracy"] is None else f"{p['window_accuracy']:.3f}"
+        lines.append(f"{(name + mark):<30s} {acc:>7s} {fmt(d['mean']):>12s} {fmt(d['p90']):>6s} {fmt(d['max']):>6s} "
+                     f"{p['missed_switches']:>3d}/{p['switches']:<3d} {p['flicker_per_min']:>11.2f}")
+    row("published (as run)", report["published"])
+    for name, p in report["policies"].items():
+        row(name, p, " *" if name == report.get("recommended_policy") else "")
+    minutes = report["published"]["minutes"]
+    lines.append(f"{len(report['videos'])} video(s), {minutes:.1f} min, {report['published']['windows']} windows, "
+                 f"{report['published']['switches']} annotated switches; * = recommended by the selection rule")
+    return "\n".join(lines)
