@@ -333,3 +333,85 @@ def test_k400tiny2_groups_are_dealt(shared_data):
     assert len(groups) == 28  # the smaller class (doing_exercises) has 28 clips
     assert all(sorted(c.label for c in cs) == ["doing_exercises", "typing"] for cs in groups.values())
     assert [c.path.name for c in groups["g01"]] == ["doing_exercises2.mp4", "typing2.mp4"]  # numeric order
+
+
+# --- eval-stream end to end: real pipeline, real ZeroMQ, tiny real ONNX bundle ---------------------
+def _independent_scores(frames, labels, ann):
+    """Window accuracy, switch delays and spurious changes counted directly from the definitions."""
+    truth = [ann.label_at(f) for f in frames]
+    counted = [(l, t) for l, t in zip(labels, truth) if t is not None]
+    accuracy = sum(l == t for l, t in counted) / len(counted)
+    segs = ann.segments
+    delays, expected = [], set()
+    for prev, seg in zip(segs, segs[1:]):
+        hit = next((i for i, f in enumerate(frames) if seg.start <= f < seg.end and labels[i] == seg.label), None)
+        delays.append(None if hit is None else frames[hit] - seg.start)
+        if hit is not None and hit > 0 and labels[hit - 1] != labels[hit]:
+            expected.add(hit)
+    changes = [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
+    return accuracy, delays, len([i for i in changes if i not in expected])
+
+
+def test_eval_stream_end_to_end(shared_data, tmp_path, twostream_cmd, repo_root):
+    from stream.eval_stream import eval_config, write_config
+    from train.sequences import make_sequences
+    from train.testing import make_tiny_bundle
+
+    labels = ["bend", "jack", "wave1", "wave2"]
+    bundle = make_tiny_bundle(tmp_path / "bundle", num_classes=4, labels=labels, input_size=32, flow_length=4, seed=5)
+    [seq] = make_sequences(shared_data / "weizmann4", tmp_path / "streams", rounds=1, groups=["actor2"],
+                           progress=False)
+    ann = load_annotation(seq.annotation)
+    report_path, plot_path = tmp_path / "report.json", tmp_path / "timeline.png"
+    proc = subprocess.run(twostream_cmd + ["eval-stream", str(seq.video), "--model", str(bundle), "--json",
+                                           str(report_path), "--plot", str(plot_path), "--policies",
+                                           "none,ema:0.5,hysteresis:0.05:2"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(report_path.read_text())
+    assert set(report) >= {"videos", "published", "policies", "recommended_policy", "windows", "labels"}
+    assert list(report["policies"]) == ["none", "ema(alpha=0.5)", "hysteresis(margin=0.05, hold=2)"]
+    windows = report["windows"][str(seq.video)]
+    assert len(windows) == report["videos"][0]["windows"] > 20
+
+    # The same video through `twostream run --print --json` independently: same windows, same labels.
+    config = tmp_path / "run.toml"
+    write_config(eval_config(None, 4, None), config)
+    run = subprocess.run(twostream_cmd + ["run", "--pace", "fast", "--model", str(bundle), "--config", str(config),
+                                          "--publish", "ipc://" + str(tmp_path / "pub"), "--print", "--json", "-q",
+                                          f"v={seq.video}"], cwd=repo_root, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stderr
+    printed = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    predictions = [m for m in printed if m["event"] == "prediction"]
+    assert [m["frame"] for m in predictions] == [w["frame"] for w in windows]
+    assert [m["label"] for m in predictions] == [w["label"] for w in windows]
+
+    frames = [w["frame"] for w in windows]
+    published = [w["label"] for w in windows]
+    accuracy, delays, spurious = _independent_scores(frames, published, ann)
+    for name in ("published", ):
+        got = report[name]
+        assert got["window_accuracy"] == pytest.approx(accuracy)
+        assert got["switches"] == len(delays) == 3
+        assert got["missed_switches"] == sum(d is None for d in delays)
+        hit = [d for d in delays if d is not None]
+        assert got["switch_delay_frames"]["max"] == (max(hit) if hit else None)
+        assert got["spurious_changes"] == spurious
+        assert got["flicker_per_min"] == pytest.approx(spurious / (ann.frames / ann.fps / 60))
+    assert report["policies"]["none"] == report["published"]  # runtime policy off: published = argmax
+
+    # EMA replayed by hand from the published fused scores gives the reported EMA numbers.
+    state, ema_labels = None, []
+    for w in windows:
+        x = np.array([w["fused"][label] for label in labels])
+        state = x if state is None else 0.5 * x + 0.5 * state
+        ema_labels.append(labels[int(np.argmax(state))])
+    accuracy, delays, spurious = _independent_scores(frames, ema_labels, ann)
+    assert report["policies"]["ema(alpha=0.5)"]["window_accuracy"] == pytest.approx(accuracy)
+    assert report["policies"]["ema(alpha=0.5)"]["spurious_changes"] == spurious
+
+    image = cv2.imread(str(plot_path))
+    assert image is not None and image.shape[0] > 200 and image.shape[1] > 600
+    colours = np.unique(image.reshape(-1, 3) // 32, axis=0)
+    assert image.std() > 20 and len(colours) > 8  # bands in several label colours, not a blank canvas
