@@ -34,3 +34,63 @@ def repo_root() -> Path:
 def twostream_cmd() -> list[str]:
     """The CLI as a subprocess command line, using this interpreter."""
     return [sys.executable, "-m", "stream.cli"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A real (random, seeded) two-stream bundle: torch conv nets exported to ONNX; input 32, L=4, 4 labels."""
+    from train.testing import make_tiny_bundle
+
+    return make_tiny_bundle(tmp_path_factory.mktemp("tiny") / "bundle", num_classes=4, input_size=32, flow_length=4,
+                            labels=["bend", "jack", "wave1", "wave2"])
+
+
+def run_pipeline(args: list[str], *, timeout: float = 120.0, sources: list[str] | None = None,
+                 expect_eos: int | None = None, extra_env: dict | None = None):
+    """Run `twostream run ARGS --publish <free port>` as a subprocess while subscribing to its output.
+
+    Returns (completed process, list of decoded messages in arrival order). Collection stops at
+    process exit (plus a short drain) or after `expect_eos` end-of-stream messages.
+    """
+    import subprocess
+    import time
+
+    from stream.client import EndOfStream, Subscriber
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    env = dict(os.environ, **(extra_env or {}))
+    messages = []
+    with Subscriber(endpoint, sources=sources, status=True, timeout=0.2) as sub:
+        proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", *args, "--publish", endpoint],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.time() + timeout
+        eos = 0
+        exited_at = None
+        while time.time() < deadline:
+            try:
+                msg = sub.recv()
+                messages.append(msg)
+                if isinstance(msg, EndOfStream):
+                    eos += 1
+                    if expect_eos is not None and eos >= expect_eos:
+                        break
+            except TimeoutError:
+                if proc.poll() is not None:
+                    exited_at = exited_at or time.time()
+                    if time.time() - exited_at > 0.5:
+                        break
+        try:
+            out, err = proc.communicate(timeout=max(5.0, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), messages

@@ -1,0 +1,160 @@
+"""End to end: `twostream run` as a subprocess on real footage, output read over a real ZeroMQ socket."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import cv2
+import pytest
+
+from conftest import ROOT, free_port, run_pipeline
+from stream.client import Change, EndOfStream, Prediction, Status
+
+L, STRIDE = 4, 5  # the tiny bundle's flow length; the default stride
+
+
+def count_frames(path) -> int:
+    """Frames OpenCV actually decodes (independent of the pipeline)."""
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
+def expected_windows(frames: int, L: int, stride: int) -> int:
+    # README definition: windows end at frames L, L+stride, ... <= F-1
+    return len(range(L, frames, stride))
+
+
+def predictions(messages, source=None):
+    return [m for m in messages if isinstance(m, Prediction) and (source is None or m.source == source)]
+
+
+def strip_times(p: Prediction) -> dict:
+    raw = dict(p.raw)
+    for key in ("t_capture", "t_publish", "latency_ms", "stages_ms", "batch"):
+        raw.pop(key, None)
+    return raw
+
+
+def test_fast_run_publishes_exact_windows_schema_and_eos(shared_data, tiny_bundle):
+    clip = shared_data / "replay" / "mmaction2_test.avi"
+    frames = count_frames(clip)
+    proc, messages = run_pipeline(["--model", str(tiny_bundle), "--pace", "fast", f"cam1={clip}"], expect_eos=1)
+    assert proc.returncode == 0, proc.stderr
+    preds = predictions(messages)
+    want = expected_windows(frames, L, STRIDE)
+    assert len(preds) == want > 0
+    assert [p.seq for p in preds] == list(range(want))
+    assert [p.frame for p in preds] == list(range(L, frames, STRIDE))
+    for p in preds:
+        assert p.source == "cam1"
+        assert p.raw["schema"] == 1
+        assert p.label in ("bend", "jack", "wave1", "wave2")
+        assert 0.0 <= p.score <= 1.0 and len(p.top) == 3
+        assert [t.score for t in p.top] == sorted((t.score for t in p.top), reverse=True)
+        assert p.spatial.label in ("bend", "jack", "wave1", "wave2")
+        assert p.t_capture <= p.t_publish and p.latency_ms >= 0
+        assert set(p.stages_ms) == {"capture_to_flow", "queue", "inference", "publish"}
+    eos = [m for m in messages if isinstance(m, EndOfStream)]
+    assert len(eos) == 1 and eos[0].frames == frames and eos[0].windows == want and eos[0].dropped == 0
+    assert not eos[0].error
+    assert messages.index(eos[0]) > messages.index(preds[-1]), "EOS must follow the last prediction"
+    # one change event per change of the decided label, consistent with the predictions
+    changes = [m for m in messages if isinstance(m, Change)]
+    labels = [p.label for p in preds]
+    assert len(changes) == 1 + sum(a != b for a, b in zip(labels, labels[1:]))
+    assert any(isinstance(m, Status) for m in messages)
+
+
+def test_two_fast_runs_are_identical(shared_data, tiny_bundle):
+    clip = shared_data / "weizmann4" / "jack" / "actor1_jack.mp4"
+    runs = []
+    for _ in range(2):
+        proc, messages = run_pipeline(["--model", str(tiny_bundle), "--pace", "fast", str(clip)], expect_eos=1)
+        assert proc.returncode == 0, proc.stderr
+        runs.append([strip_times(p) for p in predictions(messages)])
+    assert len(runs[0]) == expected_windows(count_frames(clip), L, STRIDE)
+    assert runs[0] == runs[1]
+
+
+def test_three_sources_batched_with_exact_counts(shared_data, tiny_bundle):
+    clips = {
+        "a": shared_data / "weizmann4" / "bend" / "actor2_bend.mp4",
+        "b": shared_data / "replay" / "mmaction2_test.avi",
+        "c": shared_data / "weizmann4" / "wave2" / "actor4_wave2.mp4",
+    }
+    args = ["--model", str(tiny_bundle), "--pace", "fast"] + [f"{k}={v}" for k, v in clips.items()]
+    proc, messages = run_pipeline(args, expect_eos=3)
+    assert proc.returncode == 0, proc.stderr
+    for name, clip in clips.items():
+        frames = count_frames(clip)
+        preds = predictions(messages, name)
+        assert len(preds) == expected_windows(frames, L, STRIDE), name
+        assert [p.seq for p in preds] == list(range(len(preds))), name
+        eos = [m for m in messages if isinstance(m, EndOfStream) and m.source == name]
+        assert len(eos) == 1 and eos[0].frames == frames and eos[0].windows == len(preds)
+    # windows of different sources shared engine calls
+    assert max(p.raw["batch"] for p in predictions(messages)) > 1
+
+
+def test_realtime_replay_follows_the_clock(shared_data, tiny_bundle):
+    clip = shared_data / "weizmann4" / "wave1" / "actor0_wave1.mp4"  # 25 fps
+    frames = count_frames(clip)
+    proc, messages = run_pipeline(["--model", str(tiny_bundle), "--pace", "realtime", str(clip)], expect_eos=1)
+    assert proc.returncode == 0, proc.stderr
+    preds = predictions(messages)
+    eos = [m for m in messages if isinstance(m, EndOfStream)][0]
+    assert eos.frames == frames
+    if eos.dropped == 0:  # nothing unaccounted: every window was published or counted as dropped
+        assert len(preds) + eos.raw["windows_dropped"] == expected_windows(frames, L, STRIDE)
+    span = preds[-1].t_capture - preds[0].t_capture
+    # frames were captured at the file's pace (25 fps), not as fast as possible
+    assert span == pytest.approx((preds[-1].frame - preds[0].frame) / 25.0, rel=0.25)
+
+
+def test_print_flag_prints_one_line_per_prediction(shared_data, tiny_bundle):
+    clip = shared_data / "weizmann4" / "bend" / "actor5_bend.mp4"
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", "run", "--model", str(tiny_bundle), "--pace", "fast",
+                           "--print", "--publish", f"tcp://127.0.0.1:{free_port()}", str(clip)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    want = expected_windows(count_frames(clip), L, STRIDE)
+    assert len([ln for ln in lines if "#" in ln and "frame" in ln]) == want
+    assert "end of stream" in lines[-1]
+
+
+BAD_INPUTS = [
+    (["missing.mp4"], "missing.mp4: no such file"),
+    (["ftp://host/x.mp4"], "unknown URL scheme 'ftp'"),
+    (["57"], "webcam 57: no such device"),
+    (["--publish", "tcp://127.0.0.1", "assets/demo.mp4"], "--publish 'tcp://127.0.0.1'"),
+    (["--publish", "tcp://8.8.8.8:5555", "assets/demo.mp4"], "cannot bind"),
+    (["--config", "{bad_config}", "assets/demo.mp4"], "[pipeline] strid"),
+    (["--model", "no/such/dir", "assets/demo.mp4"], "'no/such/dir' is not a directory"),
+    (["--stride", "0", "assets/demo.mp4"], "--stride: [pipeline] stride = 0"),
+    (["{corrupt}"], "not a readable video"),
+]
+
+
+@pytest.mark.parametrize("args,culprit", BAD_INPUTS)
+def test_bad_input_one_line_error(args, culprit, tmp_path, tiny_bundle):
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("[pipeline]\nstrid = 5\n")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(bytes(range(256)) * 64)
+    args = [a.format(bad_config=bad_config, corrupt=corrupt) for a in args]
+    if "--model" not in args:
+        args = ["--model", str(tiny_bundle)] + args
+    if "--publish" not in args:
+        args += ["--publish", f"tcp://127.0.0.1:{free_port()}"]
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", "run", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0
+    err = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in err if "error" in ln]
+    assert len(errors) == 1 and culprit in errors[0], proc.stderr

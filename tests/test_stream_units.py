@@ -1,0 +1,228 @@
+"""Unit tests: shared-memory rings, window arithmetic, fusion, flow scaling, sources, settings."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+
+import numpy as np
+import pytest
+
+from stream.config import Settings, load_settings, settings_from_dict
+from stream.errors import ConfigError, SourceError
+from stream.flow import FlowSettings, dequantize_flow, quantize_flow, stack_flows
+from stream.fusion import fuse_scores, softmax, top_k
+from stream.shm import RingLayout, ShmRing, SlotOverwritten
+from stream.sources import mask_url, parse_source, parse_sources
+from stream.windows import WindowClock, window_count, window_end_frames
+
+
+# --- rings ---------------------------------------------------------------------------------------
+def _ring(slots=4, shape=(2, 3)) -> ShmRing:
+    return ShmRing(RingLayout(ShmRing.new_name("tstest"), slots, (("a", shape),)), create=True)
+
+
+def test_ring_wraps_and_detects_overwrite():
+    ring = _ring(slots=4)
+    try:
+        for i in range(10):
+            ring.write(frame=100 + i, t_capture=float(i), a=np.full((2, 3), i, np.uint8))
+        assert ring.written == 10
+        # the last 4 writes are readable with their own data and metadata
+        for i in range(6, 10):
+            assert ring.read(i, "a").tolist() == np.full((2, 3), i).tolist()
+            assert ring.meta(i)[:2] == (100 + i, float(i))
+        # older ones were overwritten by the wrap-around
+        for i in range(0, 6):
+            with pytest.raises(SlotOverwritten):
+                ring.read(i, "a")
+    finally:
+        ring.close()
+        ring.unlink()
+
+
+def test_ring_back_pressure_counts_free_slots():
+    ring = _ring(slots=3)
+    try:
+        for i in range(3):
+            ring.write(frame=i, t_capture=0.0, a=np.zeros((2, 3), np.uint8))
+        assert ring.free_slots() == 0
+        ring.set_consumed(2)
+        assert ring.free_slots() == 2
+        assert ring.wait_for_space(poll=0.0)
+    finally:
+        ring.close()
+        ring.unlink()
+
+
+def _writer(layout: RingLayout, count: int) -> None:
+    ring = ShmRing(layout, create=False)
+    for i in range(count):
+        # every byte of a slot holds the same value, so a torn copy shows as mixed values
+        ring.write(frame=i, t_capture=time.time(), a=np.full(layout.fields[0][1], i % 251, np.uint8))
+    ring.close()
+
+
+def test_ring_concurrent_reader_never_sees_torn_slot():
+    layout = RingLayout(ShmRing.new_name("tstest"), 8, (("a", (64, 64, 3)),))
+    ring = ShmRing(layout, create=True)
+    count = 20000
+    proc = mp.get_context("spawn").Process(target=_writer, args=(layout, count))
+    try:
+        proc.start()
+        good = overwritten = 0
+        out = np.empty((64, 64, 3), np.uint8)
+        deadline = time.time() + 60
+        while (proc.is_alive() or good == 0) and time.time() < deadline:
+            w = ring.written
+            if w == 0:
+                continue
+            index = w - 1
+            try:
+                frame = ring.meta(index)[0]
+                ring.read(index, "a", out=out)
+            except SlotOverwritten:
+                overwritten += 1
+                continue
+            assert out.min() == out.max() == index % 251, "reader returned a torn or wrong slot"
+            assert frame == index
+            good += 1
+        proc.join(30)
+        assert proc.exitcode == 0
+        assert good > 0
+    finally:
+        ring.close()
+        ring.unlink()
+
+
+# --- windows -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("frames,L,stride", [(0, 10, 5), (10, 10, 5), (11, 10, 5), (16, 10, 5), (17, 10, 5),
+                                             (103, 4, 5), (342, 10, 5), (100, 10, 1), (50, 3, 7)])
+def test_window_count_matches_brute_force_definition(frames, L, stride):
+    # Definition: windows end at frames f in [L, F-1] with (f - L) % stride == 0.
+    expected = [f for f in range(frames) if f >= L and (f - L) % stride == 0]
+    assert window_end_frames(frames, L, stride) == expected
+    assert window_count(frames, L, stride) == len(expected)
+    clock = WindowClock(L, stride)
+    closed = [f for f in range(1, frames) if clock.add_flow()]  # flow f ends at frame f
+    assert closed == expected
+
+
+def test_window_clock_reset_never_spans_gap():
+    clock = WindowClock(4, 2)
+    assert [clock.add_flow() for _ in range(5)] == [False, False, False, True, False]
+    clock.reset()
+    # after a reset, a full L flows are needed again
+    assert [clock.add_flow() for _ in range(4)] == [False, False, False, True]
+
+
+# --- fusion --------------------------------------------------------------------------------------
+def test_fusion_weighted_average_of_softmaxes():
+    s = np.array([[2.0, 0.0, 0.0]])
+    t = np.array([[0.0, 0.0, 3.0]])
+    ps, pt, fused = fuse_scores(s, t, spatial_weight=1.0, temporal_weight=1.5)
+    e = np.exp([2.0, 0.0, 0.0]); want_s = e / e.sum()
+    e = np.exp([0.0, 0.0, 3.0]); want_t = e / e.sum()
+    np.testing.assert_allclose(ps[0], want_s)
+    np.testing.assert_allclose(pt[0], want_t)
+    np.testing.assert_allclose(fused[0], (1.0 * want_s + 1.5 * want_t) / 2.5)
+    assert fused.sum() == pytest.approx(1.0)
+    # temporal dominates with weight 1.5: label 2 wins although spatial says 0
+    assert int(np.argmax(fused[0])) == 2
+
+
+def test_softmax_is_stable_for_huge_logits():
+    p = softmax(np.array([[1000.0, 1000.0, -1000.0]]))
+    np.testing.assert_allclose(p[0], [0.5, 0.5, 0.0], atol=1e-12)
+
+
+def test_top_k_order_and_ties():
+    top = top_k(np.array([0.2, 0.4, 0.4]), ("a", "b", "c"), 2)
+    assert [t["label"] for t in top] == ["b", "c"]
+
+
+# --- flow scaling ------------------------------------------------------------------------------------
+def test_flow_quantisation_clips_and_maps_linearly():
+    flow = np.array([[[-30.0, -20.0], [0.0, 10.0], [20.0, 45.0]]], dtype=np.float32)
+    q = quantize_flow(flow, bound=20.0)
+    # (f + 20) * 255 / 40, clipped: -30 and -20 -> 0; 0 -> 127.5 -> 128 (round half to even); 10 -> 191.25 -> 191
+    assert q.tolist() == [[[0, 0], [128, 191], [255, 255]]]
+    x = dequantize_flow(q)
+    assert x.min() == -1.0 and x.max() == 1.0
+    assert dequantize_flow(np.array([191], np.uint8))[0] == pytest.approx((191 - 127.5) / 127.5)
+
+
+def test_flow_stacking_orders():
+    L, H, W = 3, 2, 2
+    q = np.zeros((L, H, W, 2), np.uint8)
+    for i in range(L):
+        q[i, ..., 0] = 10 * i + 1  # x of flow i
+        q[i, ..., 1] = 10 * i + 2  # y of flow i
+    inter = stack_flows(q, "interleaved")[:, 0, 0]
+    grouped = stack_flows(q, "grouped")[:, 0, 0]
+    raw = lambda v: (np.array(v) - 127.5) / 127.5  # noqa: E731
+    np.testing.assert_allclose(inter, raw([1, 2, 11, 12, 21, 22]), rtol=1e-6)
+    np.testing.assert_allclose(grouped, raw([1, 11, 21, 2, 12, 22]), rtol=1e-6)
+
+
+def test_flow_settings_reject_unknown_backend():
+    from stream.errors import BundleError
+
+    with pytest.raises(BundleError, match="backend"):
+        FlowSettings(backend="raft").validate()
+
+
+# --- sources -------------------------------------------------------------------------------------
+def test_parse_sources_kinds_names_and_masking():
+    specs = parse_sources(["0", "cam1=rtsp://bob:s3cret@10.1.2.3:554/live", "clips/a.mp4", "other/a.mp4"])
+    assert [s.kind for s in specs] == ["webcam", "url", "file", "file"]
+    assert [s.name for s in specs] == ["webcam0", "cam1", "a", "a-2"]
+    assert "s3cret" not in specs[1].display and specs[1].display == "rtsp://bob:***@10.1.2.3:554/live"
+    assert specs[1].target.endswith("/live") and "s3cret" in specs[1].target
+
+
+def test_parse_source_errors():
+    with pytest.raises(SourceError, match="unknown URL scheme 'ftp'"):
+        parse_source("ftp://host/x.mp4")
+    with pytest.raises(SourceError, match="used twice"):
+        parse_sources(["a=x.mp4", "a=y.mp4"])
+    with pytest.raises(SourceError, match="source name"):
+        parse_source("bad name=x.mp4")
+
+
+def test_mask_url_keeps_url_without_credentials():
+    assert mask_url("rtsp://host/a") == "rtsp://host/a"
+    assert mask_url("rtsp://user@host/a") == "rtsp://user:***@host/a"
+
+
+# --- settings ------------------------------------------------------------------------------------
+def test_config_toml_documents_every_setting_with_defaults(repo_root):
+    import tomllib
+    from dataclasses import fields
+
+    doc = tomllib.loads((repo_root / "config.toml").read_text())
+    for section in fields(Settings):
+        keys = {f.name for f in fields(getattr(Settings(), section.name))}
+        assert set(doc[section.name]) == keys, f"config.toml [{section.name}] must list every key"
+    assert load_settings(repo_root / "config.toml") == Settings()
+    # every key is explained: a comment block sits above each key or key group
+    lines = (repo_root / "config.toml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "=" in line and not line.startswith("#"):
+            j = i - 1
+            while j >= 0 and "=" in lines[j] and not lines[j].startswith("#"):
+                j -= 1
+            assert j >= 0 and lines[j].startswith("#"), f"config.toml line {i + 1} ({line}) has no comment"
+
+
+@pytest.mark.parametrize("doc,culprit", [
+    ({"pipeline": {"strid": 5}}, "[pipeline] strid"),
+    ({"pipeline": {"stride": 0}}, "[pipeline] stride = 0"),
+    ({"pipeline": {"pace": "slow"}}, "[pipeline] pace = 'slow'"),
+    ({"engine": {"threads": "two"}}, "[engine] threads = 'two'"),
+    ({"nosuch": {}}, "[nosuch]"),
+    ({"policy": {"kind": "magic"}}, "[policy] kind = 'magic'"),
+])
+def test_bad_settings_name_key_and_value(doc, culprit):
+    with pytest.raises(ConfigError) as err:
+        settings_from_dict(doc, where="test.toml")
+    assert culprit in str(err.value) and "test.toml" in str(err.value)
