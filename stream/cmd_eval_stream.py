@@ -62,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
         report["windows"] = {str(r.video): [{"frame": w.frame, "label": w.label, "score": w.score, "fused": w.fused,
                                              "spatial": list(w.spatial), "temporal": list(w.temporal)}
                                             for w in r.windows] for r in runs}
+        report["change_events"] = {str(r.video): r.changes for r in runs}
         out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
         print(f"report: {out}")
     if args.plot:

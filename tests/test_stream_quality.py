@@ -389,6 +389,11 @@ def test_eval_stream_end_to_end(shared_data, tmp_path, twostream_cmd, repo_root)
 
     frames = [w["frame"] for w in windows]
     published = [w["label"] for w in windows]
+    # exactly one change event per decided change (the first decision is a change from null), matching the labels
+    changes = report["change_events"][str(seq.video)]
+    switched = [i for i in range(len(published)) if i == 0 or published[i] != published[i - 1]]
+    assert [(c["frame"], c["from"], c["to"]) for c in changes] == \
+        [(frames[i], published[i - 1] if i else None, published[i]) for i in switched]
     accuracy, delays, spurious = _independent_scores(frames, published, ann)
     for name in ("published", ):
         got = report[name]
