@@ -29,6 +29,7 @@ from stream.errors import ConfigError, SourceError
 from stream.flow_stage import FlowJob, flow_main
 from stream.inference import InferenceJob, inference_main
 from stream.messages import WindowResult, WindowsEnded
+from stream.preview import PreviewFrame
 from stream.publisher import Publisher
 from stream.shm import RingLayout, ShmRing, StatsBoard
 from stream.sources import SourceSpec
@@ -78,6 +79,7 @@ class Pipeline:
         loaded = open_bundle(p.model, kind=settings.engine.kind, threads=settings.engine.threads)
         self.bundle = loaded.bundle
         self.engine_backend = loaded.spatial.backend
+        self.engine_choice = loaded.choice
         del loaded
         if p.flow_ring < 2 * self.bundle.flow_length + p.stride:
             raise ConfigError(
@@ -128,7 +130,9 @@ class Pipeline:
                        stats_rows=len(self.specs), flow_endpoint=self.ep_flow, size=b.input_size, pace=p.pace,
                        max_frames=p.max_frames, open_timeout=c.open_timeout, read_timeout=c.read_timeout,
                        stall_seconds=c.stall_seconds, reconnect_initial=c.reconnect_initial,
-                       reconnect_max=c.reconnect_max, reconnect_attempts=c.reconnect_attempts)
+                       reconnect_max=c.reconnect_max, reconnect_attempts=c.reconnect_attempts,
+                       preview=self.settings.preview if self.settings.preview.enabled else None,
+                       preview_endpoint=self.ep_result)
             for i, spec in enumerate(self.specs)
         ]
 
@@ -160,8 +164,8 @@ class Pipeline:
             results.bind(self.ep_result)
             for key in ["inference", "flow"] + [f"capture:{i}" for i in range(len(self.specs))]:
                 self._start(key)
-            log.info("%d source(s), model %s (%s), publishing on %s", len(self.specs), self.bundle.path,
-                     self.engine_backend, settings.publish.endpoint)
+            log.info("%d source(s), model %s, engine %s, publishing on %s", len(self.specs), self.bundle.path,
+                     self.engine_choice, settings.publish.endpoint)
             self._loop(results, publisher, summary)
         finally:
             self._restore_signals(old_handlers)
@@ -199,6 +203,9 @@ class Pipeline:
                     self._publish_status(publisher, msg.source, t_start, ended)
                     summary.eos[self.names[msg.source]] = eos
                     self._emit(eos)
+                elif isinstance(msg, PreviewFrame):
+                    publisher.publish_preview(msg.source, frame=msg.frame, t_capture=msg.t_capture,
+                                              width=msg.width, height=msg.height, jpeg=msg.jpeg)
             now = time.monotonic()
             if now >= next_status:
                 next_status = now + interval
