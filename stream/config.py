@@ -31,6 +31,9 @@ class PipelineSettings:
     live_queue: int = _opt(3, lo=1, hi=1000)
     max_restarts: int = _opt(5, lo=0, hi=1000)
     stop_timeout: float = _opt(10.0, lo=0.5, hi=600.0)
+    flow_device: str = _opt("cpu", choices=("cpu", "cuda"))
+    cuda_flow_backend: str = _opt("same", choices=("same", "farneback", "tvl1", "nvof"))
+    allow_other_flow: bool = False
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,14 @@ class CudaFlowComputer:
                 continue
         raise ConfigError("CUDA flow backend 'nvof': NVIDIA hardware optical flow is not supported by this GPU/driver")
 
+    def reset(self) -> None:
+        """Forget the previous frame (after a gap): the next push starts a new chain."""
+        self._count = 0
+
+    def __call__(self, prev_gray: np.ndarray | None, next_gray: np.ndarray) -> np.ndarray | None:
+        """FlowComputer-style call for a caller that pushes every frame in order (prev is the last push)."""
+        return self.push(next_gray)
+
     def push(self, gray: np.ndarray) -> np.ndarray | None:
         """Upload the next (size, size) uint8 frame; return flow from the previous frame (None for the first)."""
         if gray.shape != (self.size, self.size) or gray.dtype != np.uint8:

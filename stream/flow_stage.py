@@ -34,6 +34,25 @@ class FlowJob:
     live_queue: int
     in_endpoint: str  # PULL, bound here
     out_endpoint: str  # PUSH to inference
+    flow_device: str = "cpu"  # "cuda": stream.flow_cuda (OpenCV built with CUDA)
+    cuda_flow_backend: str = "same"
+    allow_other_flow: bool = False
+
+
+def make_flow_computer(job: FlowJob, size: int):
+    """The CPU FlowComputer, or the CUDA one when configured (refusing another algorithm unless allowed)."""
+    if job.flow_device != "cuda":
+        return FlowComputer(job.flow_settings)
+    from stream.errors import ConfigError
+    from stream.flow_cuda import CUDA_FLOW_BACKENDS, CudaFlowComputer
+
+    backend = job.flow_settings.backend if job.cuda_flow_backend == "same" else job.cuda_flow_backend
+    if backend not in CUDA_FLOW_BACKENDS:
+        raise ConfigError(
+            f"[pipeline] flow_device = 'cuda': the bundle's flow algorithm {backend!r} has no CUDA version; keep "
+            f"flow_device = 'cpu', or choose cuda_flow_backend and set allow_other_flow = true to accept another")
+    return CudaFlowComputer(backend, size, bundle_backend=job.flow_settings.backend,
+                            allow_other_algorithm=job.allow_other_flow)
 
 
 class _SourceFlow:
@@ -42,19 +61,22 @@ class _SourceFlow:
         self.live = job.live[source]
         self.frames = ShmRing(job.frame_rings[source], create=False)
         self.flows = ShmRing(job.flow_rings[source], create=False)
-        self.compute = FlowComputer(job.flow_settings)
+        shape = job.frame_rings[source].fields[0][1]
+        self.compute = make_flow_computer(job, shape[0])
         self.bound = job.flow_settings.bound
         self.clock = WindowClock(job.flow_length, job.stride)
+        self.pushes_every_frame = job.flow_device == "cuda"  # the CUDA computer keeps its own previous frame
         self.prev_gray: np.ndarray | None = None
         self.next_index = self.frames.consumed  # resume where a previous incarnation stopped
         self.windows = 0
         self.gap = (0, 0.0)
-        shape = job.frame_rings[source].fields[0][1]
         self.rgb = np.empty(shape, dtype=np.uint8)
 
     def restart_chain(self) -> None:
         self.prev_gray = None
         self.clock.reset()
+        if hasattr(self.compute, "reset"):
+            self.compute.reset()
 
 
 def flow_main(job: FlowJob, stop) -> None:
@@ -118,9 +140,10 @@ def _advance(src: _SourceFlow, job: FlowJob, stats: StatsBoard, push, stop) -> N
         src.frames.set_consumed(src.next_index)
         gray = to_gray(src.rgb)
         prev, src.prev_gray = src.prev_gray, gray
-        if prev is None:
+        raw = src.compute(prev, gray) if prev is not None or src.pushes_every_frame else None
+        if raw is None:
             continue
-        flow = quantize_flow(src.compute(prev, gray), src.bound)
+        flow = quantize_flow(raw, src.bound)
         if not src.live and not src.flows.wait_for_space(stop):
             return
         end_index = src.flows.write(frame=frame_no, t_capture=t_capture, t_ready=time.time(), flow=flow,

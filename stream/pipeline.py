@@ -86,6 +86,11 @@ class Pipeline:
                 f"[pipeline] flow_ring = {p.flow_ring}: must be >= 2*L + stride = "
                 f"{2 * self.bundle.flow_length + p.stride} for this model"
             )
+        if p.flow_device == "cuda":  # fail now, with the reason, rather than in the flow process
+            from stream.flow_stage import make_flow_computer
+
+            make_flow_computer(FlowJob((), (), (), "", self.bundle.flow, 0, 1, 1, "", "", p.flow_device,
+                                       p.cuda_flow_backend, p.allow_other_flow), self.bundle.input_size)
         self._mp = mp.get_context("spawn")
         self._stop_capture = self._mp.Event()
         self._stop_stages = self._mp.Event()
@@ -119,7 +124,8 @@ class Pipeline:
         self.flow_job = FlowJob(
             frame_rings=tuple(self.frame_layouts), flow_rings=tuple(self.flow_layouts), live=live,
             stats_name=self.stats.name, flow_settings=b.flow, flow_length=b.flow_length, stride=p.stride,
-            live_queue=p.live_queue, in_endpoint=self.ep_flow, out_endpoint=self.ep_infer)
+            live_queue=p.live_queue, in_endpoint=self.ep_flow, out_endpoint=self.ep_infer, flow_device=p.flow_device,
+            cuda_flow_backend=p.cuda_flow_backend, allow_other_flow=p.allow_other_flow)
         self.infer_job = InferenceJob(
             model=str(b.path), engine_kind=self.settings.engine.kind, threads=self.settings.engine.threads,
             flow_rings=tuple(self.flow_layouts), live=live, stats_name=self.stats.name, max_batch=p.max_batch,

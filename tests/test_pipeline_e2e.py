@@ -137,6 +137,7 @@ BAD_INPUTS = [
     (["--model", "no/such/dir", "assets/demo.mp4"], "'no/such/dir' is not a directory"),
     (["--stride", "0", "assets/demo.mp4"], "--stride: [pipeline] stride = 0"),
     (["{corrupt}"], "not a readable video"),
+    (["--config", "{cuda_config}", "assets/demo.mp4"], "flow_device = 'cuda'"),
 ]
 
 
@@ -144,9 +145,11 @@ BAD_INPUTS = [
 def test_bad_input_one_line_error(args, culprit, tmp_path, tiny_bundle):
     bad_config = tmp_path / "bad.toml"
     bad_config.write_text("[pipeline]\nstrid = 5\n")
+    cuda_config = tmp_path / "cuda.toml"  # this machine has no CUDA; the bundle's flow is DIS
+    cuda_config.write_text('[pipeline]\nflow_device = "cuda"\n')
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(bytes(range(256)) * 64)
-    args = [a.format(bad_config=bad_config, corrupt=corrupt) for a in args]
+    args = [a.format(bad_config=bad_config, corrupt=corrupt, cuda_config=cuda_config) for a in args]
     if "--model" not in args:
         args = ["--model", str(tiny_bundle)] + args
     if "--publish" not in args:
