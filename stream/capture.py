@@ -16,7 +16,9 @@ import cv2
 import zmq
 
 from stream.flow import resize_frame
+from stream.config import PreviewSettings
 from stream.messages import FrameReady, SourceEnded, SourceGap
+from stream.preview import PreviewEncoder
 from stream.procs import ignore_interrupts
 from stream.shm import RingLayout, ShmRing, StatsBoard
 from stream.sources import SourceSpec
@@ -41,6 +43,8 @@ class CaptureJob:
     reconnect_initial: float
     reconnect_max: float
     reconnect_attempts: int  # 0: forever
+    preview: PreviewSettings | None = None  # None: preview off, no per-frame work at all
+    preview_endpoint: str = ""  # supervisor's results socket (PULL) for PreviewFrame
 
 
 def open_capture(spec: SourceSpec, *, open_timeout: float, read_timeout: float) -> cv2.VideoCapture:
@@ -101,22 +105,36 @@ def capture_main(job: CaptureJob, stop) -> None:
     ring = ShmRing(job.ring, create=False)
     stats = StatsBoard(job.stats_name, job.stats_rows, create=False)
     parent = os.getppid()
+    preview = None
+    if job.preview is not None:
+        # Its own socket with a tiny queue: previews are dropped, never waited for.
+        preview = ctx.socket(zmq.PUSH)
+        preview.setsockopt(zmq.SNDHWM, 4)
+        preview.setsockopt(zmq.LINGER, 0)
+        preview.connect(job.preview_endpoint)
     frames, error = 0, ""
     try:
-        frames, error = _capture_loop(job, stop, ring, stats, push, parent)
+        frames, error = _capture_loop(job, stop, ring, stats, push, parent, preview)
     except Exception as exc:  # report, never die silently: the EOS carries the reason
         error = f"capture failed: {type(exc).__name__}: {exc}"
     finally:
         stats.set_state(job.source, "failed" if error and job.spec.live else "ended")
         push.send_pyobj(SourceEnded(source=job.source, frames=frames, error=error))
         push.close()
+        if preview is not None:
+            preview.close()
         ctx.term()
         ring.close()
         stats.close()
 
 
-def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push, parent: int) -> tuple[int, str]:
+def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push, parent: int,
+                  preview_socket=None) -> tuple[int, str]:
     spec = job.spec
+    encoder = None
+    if preview_socket is not None:
+        encoder = PreviewEncoder(source=job.source, width=job.preview.width, fps=job.preview.fps,
+                                 quality=job.preview.quality)
     frames = 0
     attempts = 0
     backoff = job.reconnect_initial
@@ -178,6 +196,8 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
             stats.set(job.source, "frames", frames)
             stats.set(job.source, "t_last_frame", t_capture)
             push.send_pyobj(FrameReady(source=job.source, index=index))
+            if encoder is not None and encoder.due(t_capture):
+                _send_preview(preview_socket, encoder.encode(frame, frame=frames - 1, t_capture=t_capture))
             if job.max_frames and frames >= job.max_frames:
                 cap.release()
                 return frames, ""
@@ -202,6 +222,15 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
             break
         backoff = min(backoff * 2, job.reconnect_max)
     return frames, ""
+
+
+def _send_preview(socket, preview) -> None:
+    if preview is None:
+        return
+    try:
+        socket.send_pyobj(preview, flags=zmq.NOBLOCK)
+    except zmq.Again:  # supervisor busy: this preview is simply skipped
+        pass
 
 
 def _check_complete(spec: SourceSpec, declared: int, frames: int) -> str:

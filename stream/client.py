@@ -183,10 +183,10 @@ class Subscriber:
             if timeout is not None and not self.socket.poll(int(timeout * 1000)):
                 raise TimeoutError(f"no message within {timeout:g} s")
             parts = self.socket.recv_multipart()
+            if parts[0].endswith(b"/preview"):  # 3-part JPEG previews are for `twostream view`
+                continue
             if len(parts) != 2:
                 self.malformed += 1
-                continue
-            if parts[0].endswith(b"/preview"):
                 continue
             try:
                 msg = decode_message(parts[0], parts[1])

@@ -40,6 +40,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print", action="store_true", dest="print_predictions",
                    help="also print each prediction (and end of stream) to stdout, one line each")
     p.add_argument("--json", action="store_true", help="with --print: print the JSON messages instead")
+    p.add_argument("--preview", action="store_true",
+                   help="also publish small JPEG previews on twostream/<name>/preview (for `twostream view`)")
+    p.add_argument("--annotate", metavar="OUT.mp4",
+                   help="one video file only: afterwards write the replayed video with the predictions drawn on it")
     p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
 
 
@@ -68,6 +72,7 @@ def format_prediction(m: dict) -> str:
 def main(args: argparse.Namespace) -> int:
     import json
 
+    from stream.annotate import check_annotate, write_annotated
     from stream.pipeline import Pipeline, check_sources
     from stream.publisher import check_endpoint
     from stream.sources import parse_sources
@@ -79,20 +84,31 @@ def main(args: argparse.Namespace) -> int:
     flags = [("model", "pipeline", "model", model),
              ("pace", "pipeline", "pace", args.pace), ("max-frames", "pipeline", "max_frames", args.max_frames),
              ("stride", "pipeline", "stride", args.stride), ("publish", "publish", "endpoint", args.publish),
-             ("engine", "engine", "kind", args.engine), ("threads", "engine", "threads", args.threads)]
+             ("engine", "engine", "kind", args.engine), ("threads", "engine", "threads", args.threads),
+             ("preview", "preview", "enabled", True if args.preview else None)]
     for flag, section, key, value in flags:
         if value is not None:
             settings = override(settings, section, key, value, f"--{flag}")
     check_endpoint(settings.publish.endpoint)
     specs = parse_sources(args.sources)
     check_sources(specs)
+    annotate_to = check_annotate(args.annotate, specs) if args.annotate else None
+    predictions: list[dict] = []
 
     def show(payload: dict) -> None:
-        if payload.get("event") in ("prediction", "eos"):
+        if annotate_to is not None and payload.get("event") == "prediction":
+            predictions.append(payload)
+        if args.print_predictions and payload.get("event") in ("prediction", "eos"):
             print(json.dumps(payload) if args.json else format_prediction(payload), flush=True)
 
-    pipeline = Pipeline(specs, settings, on_message=show if args.print_predictions else None)
+    wanted = args.print_predictions or annotate_to is not None
+    pipeline = Pipeline(specs, settings, on_message=show if wanted else None)
     summary = pipeline.run()
+    if annotate_to is not None:
+        eos = summary.eos.get(specs[0].name)
+        n = write_annotated(specs[0].target, annotate_to, predictions, frames=eos["frames"] if eos else None)
+        logging.getLogger("twostream").info("annotated %d frames (%d predictions) -> %s", n, len(predictions),
+                                            annotate_to)
     for name, eos in summary.eos.items():
         if eos.get("error"):
             print(f"twostream run: source {name}: {eos['error']}", file=sys.stderr)

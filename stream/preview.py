@@ -45,14 +45,15 @@ class PreviewEncoder:
         self.width = width
         self.period = 1.0 / fps
         self.params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-        self.last = float("-inf")
+        self.next = float("-inf")
 
     def due(self, t: float) -> bool:
-        return t - self.last >= self.period
+        return t >= self.next
 
     def encode(self, frame_bgr: np.ndarray, *, frame: int, t_capture: float) -> PreviewFrame | None:
         """JPEG of `frame_bgr` downscaled to the preview width; None when encoding failed (never raises)."""
-        self.last = t_capture
+        # A schedule, not "period since the last one": frame-time jitter then cannot lower the average rate.
+        self.next = self.next + self.period if t_capture - self.next < self.period else t_capture + self.period
         h, w = frame_bgr.shape[:2]
         pw, ph = preview_size(w, h, self.width)
         small = frame_bgr if (pw, ph) == (w, h) else cv2.resize(frame_bgr, (pw, ph), interpolation=cv2.INTER_AREA)

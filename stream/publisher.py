@@ -131,5 +131,16 @@ class Publisher:
         self._send(source, payload, "status")
         return payload
 
+    def publish_preview(self, source: int, *, frame: int, t_capture: float, width: int, height: int,
+                        jpeg: bytes) -> None:
+        """[topic .../preview, JSON header, JPEG]; `frame` pairs it with the prediction of the same frame."""
+        header = {"schema": SCHEMA, "event": "preview", "source": self.sources[source], "frame": int(frame),
+                  "t_capture": round(t_capture, 6), "width": int(width), "height": int(height)}
+        try:
+            self.socket.send_multipart([topic(self.sources[source], "preview"), encode(header), jpeg],
+                                       flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            pass
+
     def close(self) -> None:
         self.socket.close()
