@@ -100,6 +100,7 @@ class Pipeline:
         self._tmp = Path(tempfile.mkdtemp(prefix="twostream-"))
         os.chmod(self._tmp, 0o700)
         self._signal = None
+        self._fps_marks: dict[int, tuple[float, float]] = {}
 
     # setup ---------------------------------------------------------------------------------------
     def _make_rings(self) -> None:
@@ -222,11 +223,14 @@ class Pipeline:
 
     def _publish_status(self, publisher: Publisher, i: int, t_start: float, ended: set[int]) -> None:
         row = self.stats.row(i)
-        elapsed = max(time.time() - t_start, 1e-6)
+        now = time.time()
+        # fps over the last status interval (since the start for the first report)
+        t_prev, frames_prev = self._fps_marks.get(i, (t_start, 0.0))
+        self._fps_marks[i] = (now, row["frames"])
         status = {
             "state": "ended" if i in ended else self.stats.state(i),
             "frames": int(row["frames"]),
-            "fps": round(row["frames"] / elapsed, 2),
+            "fps": round((row["frames"] - frames_prev) / max(now - t_prev, 1e-6), 2),
             "dropped": int(row["dropped"]),
             "windows": publisher.counts[i].windows,
             "windows_dropped": int(row["windows_dropped"]),
