@@ -33,7 +33,7 @@ def free_port() -> int:
 
 
 def shm_segments() -> set[str]:
-    """twostream's shared-memory segments (all are named ts...)."""
+    """twostream's shared-memory segments now on the machine (all are named ts...; other runs' included)."""
     return {p.name for p in Path("/dev/shm").iterdir() if p.name.startswith("ts")}
 
 
@@ -270,6 +270,19 @@ class PipelineRun:
                 found[comm] = int(entry.name)
         return found
 
+    def shm_names(self) -> set[str]:
+        """The /dev/shm/ts* segments this run's supervisor has mapped (other runs on the machine excluded)."""
+        names = set()
+        try:
+            maps = Path(f"/proc/{self.proc.pid}/maps").read_text()
+        except OSError:
+            return names
+        for line in maps.splitlines():
+            path = line.split()[-1] if len(line.split()) >= 6 else ""
+            if path.startswith("/dev/shm/ts"):
+                names.add(path.rsplit("/", 1)[1])
+        return names
+
     def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -285,12 +298,14 @@ class PipelineRun:
 
     @property
     def stdout(self) -> str:
-        self._out.flush()
+        if not self._out.closed:
+            self._out.flush()
         return self.out_path.read_text()
 
     @property
     def stderr(self) -> str:
-        self._err.flush()
+        if not self._err.closed:
+            self._err.flush()
         return self.err_path.read_text()
 
     def close(self) -> None:

@@ -41,11 +41,12 @@ def _seqs(collector: Collector, source: str) -> list[int]:
 
 def test_rtsp_predictions_arrive(tmp_path, rtsp_server, tiny_bundle):
     server = rtsp_server()
-    before = shm_segments()
     run = PipelineRun(tmp_path, [f"cam={server.url}"], bundle=tiny_bundle, config=_config(tmp_path))
     collector = Collector(run.endpoint)
     try:
         assert collector.wait_for(lambda m: isinstance(m, Prediction) and m.seq >= 10, 30), run.stderr
+        ours = run.shm_names()
+        assert len(ours) == 3
         statuses = collector.of(Status, "cam")
         assert statuses and statuses[-1].state == "live"
         preds = collector.of(Prediction, "cam")
@@ -57,7 +58,7 @@ def test_rtsp_predictions_arrive(tmp_path, rtsp_server, tiny_bundle):
     finally:
         collector.close()
         run.close()
-    assert shm_segments() <= before
+    assert not ours & shm_segments()
 
 
 def test_rtsp_server_restart_reconnects_with_gap(tmp_path, rtsp_server, tiny_bundle):
@@ -125,13 +126,13 @@ def test_stall_detected_within_bound(tmp_path, rtsp_server, tiny_bundle):
 
 def test_silent_server_times_out_and_sigterm_is_bounded(tmp_path, silent_server, tiny_bundle):
     """A server that accepts the TCP connection and never answers: open times out, retried, never hangs."""
-    before = shm_segments()
     config = _config(tmp_path, open_timeout=1.0)
     run = PipelineRun(tmp_path, [f"cam={silent_server.url}"], bundle=tiny_bundle, config=config)
     collector = Collector(run.endpoint)
     try:
         t = collector.wait_for(lambda m: isinstance(m, Status) and m.raw.get("attempts", 0) >= 2, 30)
         assert t is not None, f"no retried attempts reported\n{run.stderr}"
+        ours = run.shm_names()
         status = [m for m in collector.of(Status, "cam")][-1]
         assert status.state == "reconnecting"
         assert _stop(run, collector, bound=8.0) == 0
@@ -140,7 +141,7 @@ def test_silent_server_times_out_and_sigterm_is_bounded(tmp_path, silent_server,
     finally:
         collector.close()
         run.close()
-    assert shm_segments() <= before
+    assert ours and not ours & shm_segments()
 
 
 def test_rtsp_password_never_shown(tmp_path, rtsp_server, tiny_bundle):
