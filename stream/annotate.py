@@ -45,7 +45,7 @@ def draw_prediction(frame: np.ndarray, pred: dict | None) -> np.ndarray:
     line = max(8, int(round(24 * scale)))
     pad = max(2, int(round(6 * scale)))
     top = pred["top"] if pred else []
-    rows = max(1, len(top)) + (1 if pred else 0)
+    rows = (len(top) if pred else 3) + 1  # same band height before the first window: no jump
     band = min(h, pad * 2 + line * rows)
     # darken rather than paint over, so the scene stays visible under the labels
     frame[:band] = (frame[:band].astype(np.uint16) * 2 // 5).astype(np.uint8)
