@@ -1,0 +1,196 @@
+"""Video-level accuracy of a model bundle on a dataset: spatial, temporal and fused.
+
+Each video is scored as in the two-stream paper: up to --windows evenly spaced windows, a
+softmax per stream and window, averaged over windows; the fused score is the bundle's
+weighted sum of the two streams. Inputs are made by the runtime's own code (stream.offline,
+stream.flow) and run through the bundle's ONNX engines (engines.loader.open_bundle), so these
+are the numbers a camera gets. DATA is a folder-per-class dataset of videos, or an extraction
+made with the bundle's input size and flow settings (same values, faster).
+
+example: twostream eval ../shared/data/weizmann4 --model models/default --json runs/eval/default.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from train.datasets import add_split_arguments
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", type=Path, help="dataset (DATA/<class>/<video>) or `twostream extract` output")
+    parser.add_argument("--model", type=Path, required=True, help="model bundle directory")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--confusion", type=Path, help="confusion-matrix PNG (default: next to --json)")
+    parser.add_argument("--subset", default="auto", choices=("auto", "train", "val", "all"),
+                        help="which videos of the split to score (auto: val if the split has one, else all)")
+    parser.add_argument("--windows", type=int, default=25, help="evenly spaced windows per video")
+    parser.add_argument("--max-frames", type=int, default=0, help="decode at most this many frames per video")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    add_split_arguments(parser)
+
+
+def softmax(x):
+    import numpy as np
+
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def score_video(loaded, frames, flows, windows: int, batch: int = 32) -> tuple:
+    """Mean softmax per stream over evenly spaced windows: (spatial (C,), temporal (C,), windows used)."""
+    import numpy as np
+
+    from stream.offline import window_ends, window_inputs
+
+    b = loaded.bundle
+    ends = window_ends(len(frames), b.flow_length, windows)
+    if not ends:
+        return None, None, 0
+    ps, pt = [], []
+    for i in range(0, len(ends), batch):
+        s, t = window_inputs(frames, flows, ends[i:i + batch], flow_length=b.flow_length, mean=b.mean, std=b.std,
+                             stacking=b.flow.stacking)
+        ps.append(softmax(loaded.spatial.run(s)))
+        pt.append(softmax(loaded.temporal.run(t)))
+    return np.concatenate(ps).mean(0), np.concatenate(pt).mean(0), len(ends)
+
+
+def fuse(p_spatial, p_temporal, weights: dict[str, float]):
+    """Late fusion: weighted average of the two streams' class probabilities."""
+    ws, wt = weights["spatial"], weights["temporal"]
+    return (ws * p_spatial + wt * p_temporal) / (ws + wt)
+
+
+def save_confusion_png(path: Path, matrix, labels: list[str], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    m = np.asarray(matrix)
+    size = max(3.5, 0.45 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(m, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
+    if len(labels) <= 30:
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if m[i, j] > m.max() / 2 else "black")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from engines.loader import open_bundle
+    from stream.errors import ConfigError, SourceError
+    from stream.offline import read_video, video_flows
+    from train.datasets import Dataset, VideoItem, make_split, scan_folder_per_class, split_spec_from_args
+    from train.extract import is_extracted, load_video, read_index
+
+    if args.windows < 1:
+        raise ConfigError("--windows must be >= 1")
+    loaded = open_bundle(args.model, threads=args.threads)
+    bundle = loaded.bundle
+    extracted = is_extracted(args.data)
+    if extracted:
+        index = read_index(args.data)
+        if index["input_size"] != bundle.input_size or index["flow"] != bundle.flow.as_dict():
+            raise ConfigError(f"{args.data} was extracted at size {index['input_size']} with flow {index['flow']}, "
+                              f"but the bundle needs size {bundle.input_size} with flow {bundle.flow.as_dict()}; "
+                              f"evaluate on the raw videos instead")
+        dataset = Dataset(Path(index["source"]), index["classes"],
+                          [VideoItem(rel, int(v["label"])) for rel, v in index["videos"].items()])
+        if index["failed"]:
+            print(f"note: {len(index['failed'])} video(s) failed extraction and are not scored")
+    else:
+        dataset = scan_folder_per_class(args.data)
+    split = make_split(dataset, split_spec_from_args(args))
+    subset = args.subset if args.subset != "auto" else ("val" if split.val else "all")
+    items = {"train": split.train, "val": split.val, "all": split.train + split.val}[subset]
+    if not items:
+        raise ConfigError(f"split '{split.description}' has no {subset} videos")
+    to_bundle = {}
+    for i, name in enumerate(split.classes):
+        if name not in bundle.labels:
+            raise ConfigError(f"dataset class {name!r} is not a label of the bundle ({', '.join(bundle.labels)})")
+        to_bundle[i] = bundle.labels.index(name)
+
+    n = bundle.num_classes
+    confusion = {k: np.zeros((n, n), dtype=int) for k in ("spatial", "temporal", "fused")}
+    per_video, failed = [], {}
+    for item in tqdm(sorted(items, key=lambda it: it.rel), desc="eval", unit="video"):
+        try:
+            if extracted:
+                frames, flows = load_video(args.data, index["videos"][item.rel])
+                if args.max_frames:
+                    frames, flows = frames[:args.max_frames], flows[:args.max_frames - 1]
+            else:
+                frames = read_video(dataset.root / item.rel, bundle.input_size, max_frames=args.max_frames)
+                flows = video_flows(frames, bundle.flow)
+        except SourceError as exc:
+            failed[item.rel] = str(exc)
+            tqdm.write(f"skipped: {exc}")
+            continue
+        ps, pt, used = score_video(loaded, frames, flows, args.windows)
+        if used == 0:
+            failed[item.rel] = f"only {len(frames)} frames: shorter than one window (flow length {bundle.flow_length})"
+            continue
+        pf = fuse(ps, pt, bundle.fusion_weights)
+        truth = to_bundle[item.label]
+        row = {"video": item.rel, "label": bundle.labels[truth], "windows": used}
+        for key, p in (("spatial", ps), ("temporal", pt), ("fused", pf)):
+            pred = int(np.argmax(p))
+            confusion[key][truth, pred] += 1
+            row[key] = bundle.labels[pred]
+        per_video.append(row)
+    if not per_video:
+        raise ConfigError("no video could be scored")
+
+    def acc(m):
+        return float(np.trace(m) / max(1, m.sum()))
+
+    per_class = {}
+    for c, name in enumerate(bundle.labels):
+        total = int(confusion["fused"][c].sum())
+        if total:
+            per_class[name] = {"videos": total, **{k: float(confusion[k][c, c] / total) for k in confusion}}
+    result = {
+        "videos": len(per_video),
+        "spatial": {"accuracy": acc(confusion["spatial"])},
+        "temporal": {"accuracy": acc(confusion["temporal"])},
+        "fused": {"accuracy": acc(confusion["fused"])},
+        "per_class": per_class,
+        "confusion": {"labels": list(bundle.labels), **{k: v.tolist() for k, v in confusion.items()}},
+        "fusion_weights": bundle.fusion_weights,
+        "windows_per_video": args.windows,
+        "model": str(args.model),
+        "data": str(args.data),
+        "split": split.description,
+        "subset": subset,
+        "failed": failed,
+        "per_video": per_video,
+    }
+    print(f"{len(per_video)} videos ({subset} of {split.description}); "
+          f"spatial {result['spatial']['accuracy']:.3f}  temporal {result['temporal']['accuracy']:.3f}  "
+          f"fused {result['fused']['accuracy']:.3f}" + (f"; {len(failed)} failed" if failed else ""))
+    for name, pc in per_class.items():
+        print(f"  {name:>20}: {pc['videos']:3d} videos  spatial {pc['spatial']:.2f}  temporal {pc['temporal']:.2f}  "
+              f"fused {pc['fused']:.2f}")
+    png = args.confusion or (args.json.with_name(args.json.stem + "_confusion.png") if args.json else None)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1))
+    if png:
+        save_confusion_png(png, confusion["fused"], list(bundle.labels), f"fused, {len(per_video)} videos")
+    return 0
