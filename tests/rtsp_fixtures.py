@@ -240,9 +240,8 @@ class PipelineRun:
     """`twostream run` as a real subprocess (python -m stream.cli run), output captured to files."""
 
     def __init__(self, tmp: Path, sources: list[str], *, bundle: Path, config: Path | None = None,
-                 extra: list[str] | None = None, port: int | None = None):
-        self.port = port or free_port()
-        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+                 extra: list[str] | None = None, endpoint: str | None = None):
+        self.endpoint = endpoint or f"tcp://127.0.0.1:{free_port()}"
         self.out_path, self.err_path = tmp / "run.out", tmp / "run.err"
         cmd = [sys.executable, "-m", "stream.cli", "run", *sources, "--model", str(bundle),
                "--publish", self.endpoint, "--engine", "onnxruntime", "--threads", "1"]
