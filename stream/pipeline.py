@@ -30,6 +30,7 @@ from stream.flow_stage import FlowJob, flow_main
 from stream.inference import InferenceJob, inference_main
 from stream.messages import WindowResult, WindowsEnded
 from stream.preview import PreviewFrame
+from stream.procs import quiet_stderr
 from stream.publisher import Publisher
 from stream.shm import RingLayout, ShmRing, StatsBoard
 from stream.sources import SourceSpec
@@ -59,9 +60,10 @@ def check_sources(specs: list[SourceSpec]) -> None:
                 raise SourceError(f"{spec.target}: no such file")
             if not path.is_file():
                 raise SourceError(f"{spec.target}: not a file")
-            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-            ok = cap.isOpened() and cap.read()[0]
-            cap.release()
+            with quiet_stderr():  # FFmpeg's own complaint would precede ours; ours names the file
+                cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+                ok = cap.isOpened() and cap.read()[0]
+                cap.release()
             if not ok:
                 raise SourceError(f"{spec.target}: not a readable video (no frame could be decoded)")
         elif spec.kind == "webcam" and sys.platform.startswith("linux"):

@@ -1,8 +1,11 @@
 """Small process helpers shared by the stage processes."""
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import signal
+import sys
 from pathlib import Path
 
 
@@ -23,3 +26,18 @@ def name_process(name: str) -> None:
         Path("/proc/self/comm").write_text(name[:15])
     except OSError:
         pass
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """Silence file descriptor 2 (FFmpeg and OpenCV write there from C) for a probe whose failure we
+    report ourselves in one clear line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
