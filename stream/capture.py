@@ -93,8 +93,9 @@ class _Reader:
             return self._ok, self._frame
 
 
-def capture_main(job: CaptureJob, stop) -> None:
-    """Process entry point."""
+def capture_main(job: CaptureJob, stop, go=None, ready=None) -> None:
+    """Process entry point. `ready`/`go` (optional): announce start-up done, then wait for the supervisor's
+    go so no source replays while other stages are still loading (their backlog would be dropped)."""
     ignore_interrupts()
     cv2.setNumThreads(1)
     ctx = zmq.Context()
@@ -113,6 +114,10 @@ def capture_main(job: CaptureJob, stop) -> None:
         preview.setsockopt(zmq.LINGER, 0)
         preview.connect(job.preview_endpoint)
     frames, error = 0, ""
+    if ready is not None:
+        ready.release()
+    if go is not None:
+        go.wait(60.0)
     try:
         frames, error = _capture_loop(job, stop, ring, stats, push, parent, preview)
     except Exception as exc:  # report, never die silently: the EOS carries the reason

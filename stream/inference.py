@@ -64,6 +64,8 @@ class _Batcher:
 def inference_main(job: InferenceJob, stop) -> None:
     ignore_interrupts()
     loaded = open_bundle(job.model, kind=job.engine_kind, threads=job.threads)
+    for engine in (loaded.spatial, loaded.temporal):  # the first run allocates: pay it before sources start
+        engine.run(np.zeros((1, *engine.input_shape), dtype=engine.input_dtype))
     ctx = zmq.Context()
     pull = ctx.socket(zmq.PULL)
     pull.bind(job.in_endpoint)

@@ -96,6 +96,8 @@ class Pipeline:
         self._mp = mp.get_context("spawn")
         self._stop_capture = self._mp.Event()
         self._stop_stages = self._mp.Event()
+        self._go = self._mp.Event()  # captures start replaying once every stage is loaded (_wait_ready)
+        self._ready = self._mp.Semaphore(0)
         self._procs: dict[str, mp.Process] = {}
         self._restarts: dict[str, int] = {}
         self._rings: list[ShmRing] = []
@@ -152,7 +154,7 @@ class Pipeline:
             target, args = flow_main, (self.flow_job, self._stop_stages)
         else:
             i = int(key.split(":")[1])
-            target, args = capture_main, (self.capture_jobs[i], self._stop_capture)
+            target, args = capture_main, (self.capture_jobs[i], self._stop_capture, self._go, self._ready)
         proc = self._mp.Process(target=target, args=args, name=f"twostream-{key}", daemon=True)
         proc.start()
         self._procs[key] = proc
@@ -173,6 +175,7 @@ class Pipeline:
             results.bind(self.ep_result)
             for key in ["inference", "flow"] + [f"capture:{i}" for i in range(len(self.specs))]:
                 self._start(key)
+            self._wait_ready()
             log.info("%d source(s), model %s, engine %s, publishing on %s", len(self.specs), self.bundle.path,
                      self.engine_choice, settings.publish.endpoint)
             self._loop(results, publisher, summary)
@@ -183,6 +186,27 @@ class Pipeline:
             publisher.close()
             ctx.term()
         return summary
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        """Let the sources go once flow and inference listen (models loaded) and every capture process is up.
+
+        Without this, a realtime source replays while the other processes still import and load models,
+        and its first frames are dropped as backlog. A stage that died or a timeout ends the wait anyway
+        (supervision then handles it).
+        """
+        sockets = [Path(ep[len("ipc://"):]) for ep in (self.ep_flow, self.ep_infer)]
+        deadline = time.monotonic() + timeout
+        waiting = len(self.specs)
+        while time.monotonic() < deadline and self._signal is None:
+            if waiting and self._ready.acquire(timeout=0.02):
+                waiting -= 1
+                continue
+            if not waiting and all(p.exists() for p in sockets):
+                break
+            if any(not proc.is_alive() for proc in self._procs.values()):
+                break
+            time.sleep(0.01)
+        self._go.set()
 
     def _loop(self, results, publisher: Publisher, summary: RunSummary) -> None:
         interval = self.settings.publish.status_interval
