@@ -1,0 +1,119 @@
+"""Baselines with the same networks, in the same invocation (alternated with the pipeline runs):
+
+(a) seed recipe: one plain loop over the video: decode, resize, TV-L1 flow, and every `stride` frames
+    the spatial and temporal networks in torch eager at batch 1 (TV-L1 at the model resolution,
+    which is cheaper than the full-resolution TV-L1 of classic two-stream code: a conservative baseline);
+(b) the same plain loop with the bundle's DIS flow: what most demo scripts do.
+torch uses its default thread count (all cores), as such scripts do. Frames/s = frames ÷ loop time
+(model loading excluded, as for the pipeline's steady frames/s).
+"""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from stream.bench.common import BenchContext
+from stream.bench.eager import eager_networks
+
+ROOT = "reports/baselines"
+
+
+def _frames(ctx: BenchContext, kind: str) -> int:
+    if kind == "seed_tvl1_eager":
+        return 16 if ctx.quick else 40
+    return 60 if ctx.quick else 300
+
+
+def plain_loop(ctx: BenchContext, nets, *, backend: str, max_frames: int) -> tuple[float, int]:
+    """(frames/s, frames) of the single-process loop; flows/windows exactly as the runtime defines them."""
+    import torch
+
+    from stream.flow import FlowComputer, FlowSettings, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
+    from stream.fusion import fuse_scores
+    from stream.config import Settings
+    from stream.windows import WindowClock
+
+    b = ctx.bundle
+    settings = FlowSettings(backend=backend, preset=b.flow.preset, bound=b.flow.bound, stacking=b.flow.stacking)
+    compute = FlowComputer(settings)
+    stride = Settings().pipeline.stride  # the same windows as the pipeline
+    video = ctx.cache.get("fast_video", ctx.video)
+    cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+    flows: list[np.ndarray] = []
+    prev = None
+    frames = 0
+    clock = WindowClock(b.flow_length, stride)
+    w = b.fusion_weights
+    with torch.inference_mode():  # first calls allocate: a script pays that once, before its loop
+        nets.spatial(torch.zeros((1, 3, b.input_size, b.input_size)))
+        nets.temporal(torch.zeros((1, 2 * b.flow_length, b.input_size, b.input_size)))
+    t0 = time.perf_counter()
+    while frames < max_frames:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        rgb = resize_frame(frame, b.input_size)
+        gray = to_gray(rgb)
+        frames += 1
+        if prev is not None:
+            flows.append(quantize_flow(compute(prev, gray), settings.bound))
+            flows = flows[-b.flow_length:]
+            if clock.add_flow():
+                s_in = torch.from_numpy(normalize_rgb(rgb[None], b.mean, b.std))
+                t_in = torch.from_numpy(stack_flows(flows, settings.stacking)[None])
+                with torch.inference_mode():
+                    ls, lt = nets.spatial(s_in).numpy(), nets.temporal(t_in).numpy()
+                fuse_scores(ls, lt, spatial_weight=w["spatial"], temporal_weight=w["temporal"])
+        prev = gray
+    elapsed = time.perf_counter() - t0
+    cap.release()
+    return frames / elapsed, frames
+
+
+def prepare(ctx: BenchContext) -> bool:
+    ctx.cache["baseline_samples"] = {"dis_eager": [], "seed_tvl1_eager": []}
+    return eager_networks(ctx) is not None
+
+
+def trial(ctx: BenchContext) -> None:
+    nets = eager_networks(ctx)
+    if nets is None:
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))  # a demo script's default
+    cv2.setNumThreads(0)
+    try:
+        for kind, backend in (("dis_eager", ctx.bundle.flow.backend), ("seed_tvl1_eager", "tvl1")):
+            fps, n = plain_loop(ctx, nets, backend=backend, max_frames=_frames(ctx, kind))
+            ctx.cache["baseline_samples"][kind].append(fps)
+            ctx.log(f"baseline {kind}: {fps:.1f} frames/s over {n} frames")
+    finally:
+        torch.set_num_threads(before)
+        cv2.setNumThreads(1)
+
+
+def finish(ctx: BenchContext) -> None:
+    r = ctx.report
+    nets = eager_networks(ctx)
+    if nets is None:
+        r.put(f"{ROOT}/skipped", "torch is not installed")
+        return
+    r.put(f"{ROOT}/eager_source", nets.source)
+    for kind, samples in ctx.cache["baseline_samples"].items():
+        if samples:
+            r.measure(f"{ROOT}/{kind}/frames_per_s", samples, "frames/s", frames=_frames(ctx, kind),
+                      flow="tvl1" if kind.startswith("seed") else ctx.bundle.flow.backend)
+    for n_path in sorted(k for k in r.get("reports/throughput") if k.startswith("sources")) \
+            if "throughput" in r.doc["reports"] else []:
+        n = n_path.replace("sources", "")
+        label = f"{n}source{'s' if n != '1' else ''}"
+        r.ratio(f"speedup_vs_dis_eager_loop_{label}", f"reports/throughput/{n_path}/frames_per_s",
+                f"{ROOT}/dis_eager/frames_per_s",
+                f"twostream fast-pace frames/s ({n} source(s)) ÷ plain single-process DIS + torch eager loop")
+        r.ratio(f"speedup_vs_seed_recipe_{label}", f"reports/throughput/{n_path}/frames_per_s",
+                f"{ROOT}/seed_tvl1_eager/frames_per_s",
+                f"twostream fast-pace frames/s ({n} source(s)) ÷ seed recipe (TV-L1 + torch eager loop)")

@@ -1,0 +1,54 @@
+"""Engine vs eager: the same two networks per window in ONNX Runtime (the runtime's engine) and in torch
+eager, on the same real inputs, with the same number of intra-op threads, timed alternately."""
+from __future__ import annotations
+
+from stream.bench.common import BenchContext, interleaved
+from stream.bench.eager import eager_networks, parity
+from stream.bench.stages import loaded_bundle, prepare_inputs, window_batch
+
+ROOT = "reports/engine_vs_eager"
+
+
+def batches(ctx: BenchContext) -> list[int]:
+    return [1, 4] if ctx.quick else [1, 8]
+
+
+def run(ctx: BenchContext) -> None:
+    r = ctx.report
+    nets = eager_networks(ctx)
+    if nets is None:
+        r.put(f"{ROOT}/skipped", "torch is not installed")
+        return
+    import torch
+
+    loaded = loaded_bundle(ctx)
+    r.put(f"{ROOT}/eager_source", nets.source)
+    r.put(f"{ROOT}/eager_detail", nets.detail)
+    r.put(f"{ROOT}/threads", {"onnxruntime_intra_op": ctx.threads, "torch": torch.get_num_threads()})
+    for batch in batches(ctx):
+        rgb, fl = window_batch(ctx, batch)
+        s_in, t_in = prepare_inputs(ctx, rgb, fl)
+        if batch == batches(ctx)[-1]:
+            r.put(f"{ROOT}/parity", parity(ctx, nets, s_in, t_in))
+        ts, tt = torch.from_numpy(s_in), torch.from_numpy(t_in)
+
+        def ort_window():
+            loaded.spatial.run(s_in)
+            loaded.temporal.run(t_in)
+
+        def eager_window():
+            with torch.inference_mode():
+                nets.spatial(ts)
+                nets.temporal(tt)
+
+        inner = 3 if batch == 1 else 1
+        s = interleaved({"onnxruntime": ort_window, "torch_eager": eager_window},
+                        repeats=max(5, ctx.repeats * 2), warmup=2, inner=inner)
+        for key, vals in s.items():
+            r.measure(f"{ROOT}/batch{batch}/{key}_ms_per_window", [v / batch for v in vals], "ms/window",
+                      batch=batch, what="spatial + temporal network, per window")
+        r.ratio(f"onnxruntime_speedup_vs_torch_eager_batch{batch}", f"{ROOT}/batch{batch}/torch_eager_ms_per_window",
+                f"{ROOT}/batch{batch}/onnxruntime_ms_per_window",
+                f"torch eager ms/window ÷ ONNX Runtime ms/window at batch {batch} (>1: ONNX Runtime faster)")
+    ctx.log(f"engine vs eager ({nets.source}): " + ", ".join(
+        f"{x['name']} {x['value']:.2f}x" for x in r.doc["ratios"] if x["name"].startswith("onnxruntime_speedup")))

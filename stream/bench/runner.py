@@ -1,0 +1,126 @@
+"""Run the real pipeline (stream.pipeline.Pipeline, this process as supervisor) on N copies of a video
+while a stream.client.Subscriber on a free loopback port records every published message and a
+sampler thread records the CPU time of every stage process from /proc."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+from stream.bench.common import BenchContext, CpuSampler, free_port, machine_cpu_seconds
+
+
+@dataclass
+class PipelineRun:
+    sources: int
+    pace: str
+    wall_s: float  # Pipeline.run() from start to return (process start-up and shut-down included)
+    predictions: list = field(default_factory=list)  # (receive time, Prediction)
+    eos: dict = field(default_factory=dict)  # source -> EndOfStream raw payload
+    status: dict = field(default_factory=dict)  # source -> last status payload
+    lost: int = 0  # predictions missed by the subscriber (seq gaps)
+    malformed: int = 0
+    cpu_by_stage: dict = field(default_factory=dict)  # stage -> CPU seconds
+    supervisor_cpu_s: float = 0.0
+    machine_busy_s: float = 0.0  # whole-machine busy CPU seconds during the run (includes other users)
+    errors: list = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        return sum(int(e.get("frames", 0)) for e in self.eos.values())
+
+    def steady_fps(self) -> tuple[float, int, float]:
+        """(frames/s, frames, seconds) between each source's first and last prediction.
+
+        Frames are counted by frame number between a source's first and last published window, summed
+        over sources; the time is from the earliest first publication to the latest last one. This
+        leaves out process start-up/model loading and the drain, which are reported separately.
+        """
+        first, last = {}, {}
+        for t, p in self.predictions:
+            first.setdefault(p.source, (t, p.frame))
+            last[p.source] = (t, p.frame)
+        if not first:
+            return 0.0, 0, 0.0
+        frames = sum(last[s][1] - first[s][1] for s in first)
+        seconds = max(v[0] for v in last.values()) - min(v[0] for v in first.values())
+        return (frames / seconds if seconds > 0 else 0.0), frames, seconds
+
+
+def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frames: int = 0, threads: int | None = None,
+                 max_batch: int | None = None) -> PipelineRun:
+    from stream.client import EndOfStream, Prediction, Status, Subscriber
+    from stream.config import Settings
+    from stream.pipeline import Pipeline
+    from stream.sources import parse_sources
+
+    s = Settings()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    settings = replace(
+        s,
+        pipeline=replace(s.pipeline, model=str(ctx.model), pace=pace, max_frames=max_frames,
+                         max_batch=max_batch or s.pipeline.max_batch),
+        engine=replace(s.engine, kind="onnxruntime", threads=ctx.threads if threads is None else threads),
+        publish=replace(s.publish, endpoint=endpoint, status_interval=0.5),
+    )
+    specs = parse_sources([f"s{i}={video}" for i in range(sources)])
+    pipeline = Pipeline(specs, settings)
+    result = PipelineRun(sources=sources, pace=pace, wall_s=0.0)
+    stop = threading.Event()
+    sub = Subscriber(endpoint, status=True, timeout=0.05)
+
+    def listen():
+        while True:
+            try:
+                msg = sub.recv()
+            except TimeoutError:
+                if stop.is_set():
+                    return
+                continue
+            now = time.time()
+            if isinstance(msg, Prediction):
+                result.predictions.append((now, msg))
+            elif isinstance(msg, EndOfStream):
+                result.eos[msg.source] = msg.raw
+            elif isinstance(msg, Status):
+                result.status[msg.source] = msg.raw
+
+    def label(pid: int) -> str | None:
+        for key, proc in list(pipeline._procs.items()):
+            if proc.pid == pid:
+                return key.split(":")[0]
+        return None
+
+    sampler = CpuSampler(label_of=label)
+
+    def sample():
+        while not stop.wait(0.1):
+            sampler.sample()
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    time.sleep(0.3)  # the SUB socket connects before the first message (it reconnects every 20 ms)
+    sampling = threading.Thread(target=sample, daemon=True)
+    sampling.start()
+    own0 = os.times()
+    busy0 = machine_cpu_seconds()
+    t0 = time.time()
+    try:
+        summary = pipeline.run()
+        result.errors = list(summary.errors) + [f"{k}: {v['error']}" for k, v in summary.eos.items() if v.get("error")]
+    finally:
+        result.wall_s = time.time() - t0
+        own1 = os.times()
+        result.machine_busy_s = machine_cpu_seconds() - busy0
+        time.sleep(0.3)  # let the last messages arrive
+        stop.set()
+        listener.join(2.0)
+        sampling.join(2.0)
+        sub.close()
+    sampler.sample()
+    result.cpu_by_stage = sampler.by_label()
+    result.supervisor_cpu_s = (own1.user + own1.system) - (own0.user + own0.system)
+    result.lost = sum(sub.lost.values())
+    result.malformed = sub.malformed
+    return result

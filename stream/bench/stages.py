@@ -1,0 +1,251 @@
+"""Stage costs on real footage, each in isolation on one core: decode, resize, flow per backend at the
+model resolution, window preparation, spatial/temporal engines per window at several batch sizes,
+fusion and publishing.
+
+The per-frame costs of the work each pipeline process does (capture, flow stage, inference,
+publish) are kept in ctx.cache["costs"] for the throughput report's stage-cost bound.
+"""
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from stream.bench.common import BenchContext, free_port, interleaved, median, time_call
+
+FLOW_VARIANTS = (("dis", "ultrafast"), ("dis", "fast"), ("dis", "medium"), ("farneback", "-"), ("tvl1", "-"))
+ROOT = "reports/stages"
+
+
+def batch_sizes(ctx: BenchContext) -> list[int]:
+    return [1, 4] if ctx.quick else [1, 2, 4, 8, 16]
+
+
+def _decode_resize(ctx: BenchContext, max_frames: int) -> tuple[list[float], list[float], int, tuple[int, int]]:
+    """(decode ms/frame samples, resize ms/frame samples, frames per sample, source size)."""
+    from stream.flow import resize_frame
+
+    size = ctx.bundle.input_size
+    dec, res = [], []
+    n, shape = 0, (0, 0)
+    for _ in range(ctx.repeats):
+        cap = cv2.VideoCapture(str(ctx.video), cv2.CAP_FFMPEG)
+        frames = []
+        t0 = time.perf_counter()
+        while len(frames) < max_frames:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+        t1 = time.perf_counter()
+        cap.release()
+        if not frames:
+            raise RuntimeError(f"{ctx.video}: no frame decoded")
+        for f in frames:
+            resize_frame(f, size)
+        t2 = time.perf_counter()
+        n, shape = len(frames), frames[0].shape[:2]
+        dec.append((t1 - t0) * 1000.0 / n)
+        res.append((t2 - t1) * 1000.0 / n)
+    return dec, res, n, shape
+
+
+def flow_samples(ctx: BenchContext, backend: str, preset: str, frames: np.ndarray, pairs: int) -> list[float]:
+    """ms per flow pair (algorithm only) on consecutive real frames at the model size."""
+    from stream.flow import FlowComputer, FlowSettings, to_gray
+
+    settings = FlowSettings(backend=backend, preset=preset if backend == "dis" else "fast")
+    compute = FlowComputer(settings)
+    gray = [to_gray(f) for f in frames[:pairs + 1]]
+    compute(gray[0], gray[1])  # warm-up (allocations)
+    out = []
+    for _ in range(ctx.repeats):
+        t0 = time.perf_counter()
+        for i in range(1, len(gray)):
+            compute(gray[i - 1], gray[i])
+        out.append((time.perf_counter() - t0) * 1000.0 / (len(gray) - 1))
+    return out
+
+
+def flow_stage_samples(ctx: BenchContext, frames: np.ndarray, pairs: int) -> list[float]:
+    """ms per frame of what the flow stage does with the bundle's settings: gray, flow, quantise."""
+    from stream.flow import FlowComputer, quantize_flow, to_gray
+
+    b = ctx.bundle
+    compute = FlowComputer(b.flow)
+    use = frames[:pairs + 1]
+    out = []
+    for _ in range(ctx.repeats + 1):
+        t0 = time.perf_counter()
+        prev = to_gray(use[0])
+        for i in range(1, len(use)):
+            gray = to_gray(use[i])
+            quantize_flow(compute(prev, gray), b.flow.bound)
+            prev = gray
+        out.append((time.perf_counter() - t0) * 1000.0 / (len(use) - 1))
+    return out[1:]
+
+
+def window_batch(ctx: BenchContext, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 RGB frames (B,S,S,3) and quantised flows (B,L,S,S,2) of real windows from the bench video."""
+    from stream.offline import video_flows
+
+    b = ctx.bundle
+    key = "window_source"
+    if key not in ctx.cache:
+        frames = ctx.frames(max_frames=max(b.flow_length + 2, 48 if ctx.quick else 96))
+        ctx.cache[key] = (frames, video_flows(frames, b.flow))
+    frames, flows = ctx.cache[key]
+    ends = [b.flow_length + (i * 3) % max(1, len(frames) - b.flow_length) for i in range(batch)]
+    rgb = np.stack([frames[e] for e in ends])
+    fl = np.stack([flows[e - b.flow_length:e] for e in ends])
+    return rgb, fl
+
+
+def prepare_inputs(ctx: BenchContext, rgb: np.ndarray, flows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exactly what stream.inference does before the engine calls."""
+    from stream.flow import normalize_rgb, stack_flows
+
+    b = ctx.bundle
+    spatial_in = normalize_rgb(rgb, b.mean, b.std)
+    temporal_in = np.stack([stack_flows(flows[i], b.flow.stacking) for i in range(len(flows))])
+    return spatial_in, temporal_in
+
+
+def loaded_bundle(ctx: BenchContext):
+    if "loaded" not in ctx.cache:
+        from engines.loader import open_bundle
+
+        ctx.cache["loaded"] = open_bundle(ctx.model, kind="onnxruntime", threads=ctx.threads)
+    return ctx.cache["loaded"]
+
+
+def engine_samples(ctx: BenchContext, batch: int) -> dict[str, list[float]]:
+    """ms per call (whole batch) for: window prep, spatial engine, temporal engine, fusion; interleaved."""
+    from stream.fusion import fuse_scores
+
+    loaded = loaded_bundle(ctx)
+    rgb, fl = window_batch(ctx, batch)
+    s_in, t_in = prepare_inputs(ctx, rgb, fl)
+    s_out, t_out = loaded.spatial.run(s_in), loaded.temporal.run(t_in)
+    w = loaded.bundle.fusion_weights
+    inner = 1 if batch >= 4 else 3
+    return interleaved({
+        "prepare": lambda: prepare_inputs(ctx, rgb, fl),
+        "spatial": lambda: loaded.spatial.run(s_in),
+        "temporal": lambda: loaded.temporal.run(t_in),
+        "fusion": lambda: fuse_scores(s_out, t_out, spatial_weight=w["spatial"], temporal_weight=w["temporal"]),
+    }, repeats=max(3, ctx.repeats), warmup=2, inner=inner)
+
+
+def _publisher_kwargs(b) -> dict:
+    """Publisher arguments as the pipeline passes them, from default settings (its signature evolves)."""
+    import inspect
+
+    from stream.config import Settings
+    from stream.publisher import Publisher
+
+    s = Settings()
+    pool = {"labels": b.labels, "sources": ["bench"], "sndhwm": s.publish.sndhwm, "top": s.fusion.top_k,
+            "flow_length": b.flow_length, "smoothing": getattr(s.fusion, "smoothing", 1),
+            "policy": getattr(s, "policy", None)}
+    params = inspect.signature(Publisher.__init__).parameters
+    return {k: v for k, v in pool.items() if k in params}
+
+
+def publish_samples(ctx: BenchContext, messages: int = 200) -> list[float]:
+    """ms per published prediction (JSON encode + ZeroMQ send, smoothing, top-k) on a loopback PUB socket."""
+    import zmq
+
+    from stream.messages import WindowResult
+    from stream.publisher import Publisher
+
+    b = ctx.bundle
+    ctx_z = zmq.Context()
+    pub = Publisher(f"tcp://127.0.0.1:{free_port()}", **_publisher_kwargs(b), ctx=ctx_z)
+    p = np.full(b.num_classes, 1.0 / b.num_classes)
+    now = time.time()
+    r = WindowResult(source=0, frame=10, t_capture=now, t_flow=now, t_infer_start=now, t_infer_end=now,
+                     spatial=p.tolist(), temporal=p.tolist(), fused=p.tolist(), batch=1, gap_frames=0,
+                     gap_seconds=0.0)
+    try:
+        return time_call(lambda: pub.publish_prediction(r), repeats=ctx.repeats, warmup=20,
+                         inner=messages // (4 if ctx.quick else 1))
+    finally:
+        pub.close()
+        ctx_z.term()
+
+
+def ensure_costs(ctx: BenchContext) -> dict:
+    """Per-frame / per-window costs of each pipeline stage (measured once per invocation)."""
+    if "costs" in ctx.cache:
+        return ctx.cache["costs"]
+    r = ctx.report
+    b = ctx.bundle
+    cv2.setNumThreads(1)  # as in every pipeline process
+    nframes = 48 if ctx.quick else 160
+    dec, res, n, shape = _decode_resize(ctx, nframes)
+    r.measure(f"{ROOT}/decode_ms_per_frame", dec, "ms/frame", frames=n, source_size=f"{shape[1]}x{shape[0]}")
+    r.measure(f"{ROOT}/resize_ms_per_frame", res, "ms/frame", to=f"{b.input_size}x{b.input_size} RGB")
+    r.measure(f"{ROOT}/capture_ms_per_frame", [a + c for a, c in zip(dec, res)], "ms/frame",
+              what="decode + resize (capture process work)")
+    frames = ctx.frames(max_frames=nframes)
+    pairs = min(len(frames) - 1, 24 if ctx.quick else 96)
+    r.measure(f"{ROOT}/flow_stage_ms_per_frame", flow_stage_samples(ctx, frames, pairs), "ms/frame",
+              what=f"to_gray + {b.flow.backend}/{b.flow.preset} flow + quantise (flow process work)")
+    batches = {}
+    for batch in batch_sizes(ctx):
+        s = engine_samples(ctx, batch)
+        for key, vals in s.items():
+            r.measure(f"{ROOT}/engine/batch{batch}/{key}_ms_per_call", vals, "ms/call", batch=batch)
+        total = [sum(x) / batch for x in zip(*s.values())]
+        r.measure(f"{ROOT}/engine/batch{batch}/inference_ms_per_window", total, "ms/window",
+                  what="prepare + spatial + temporal + fusion, per window")
+        r.measure(f"{ROOT}/engine/batch{batch}/spatial_ms_per_window", [x / batch for x in s["spatial"]], "ms/window")
+        r.measure(f"{ROOT}/engine/batch{batch}/temporal_ms_per_window", [x / batch for x in s["temporal"]],
+                  "ms/window")
+        batches[batch] = f"{ROOT}/engine/batch{batch}/inference_ms_per_window"
+    r.measure(f"{ROOT}/publish_ms_per_window", publish_samples(ctx), "ms/window")
+    ctx.cache["costs"] = {"capture": f"{ROOT}/capture_ms_per_frame", "flow": f"{ROOT}/flow_stage_ms_per_frame",
+                          "inference": batches, "publish": f"{ROOT}/publish_ms_per_window"}
+    return ctx.cache["costs"]
+
+
+def run(ctx: BenchContext) -> None:
+    r = ctx.report
+    b = ctx.bundle
+    ensure_costs(ctx)
+    frames = ctx.frames(max_frames=48 if ctx.quick else 160)
+    for backend, preset in FLOW_VARIANTS:
+        name = f"{backend}-{preset}" if backend == "dis" else backend
+        pairs = min(len(frames) - 1, (3 if ctx.quick else 12) if backend == "tvl1" else (24 if ctx.quick else 96))
+        r.measure(f"{ROOT}/flow/{name}/ms_per_pair", flow_samples(ctx, backend, preset, frames, pairs), "ms/pair",
+                  pairs=pairs, size=f"{b.input_size}x{b.input_size}")
+    ctx.log(f"stages: decode {r.value(ROOT + '/decode_ms_per_frame'):.2f} ms/frame, flow "
+            f"{r.value(ROOT + '/flow_stage_ms_per_frame'):.2f} ms/frame, inference "
+            f"{r.value(ROOT + '/engine/batch1/inference_ms_per_window'):.2f} ms/window at batch 1")
+
+
+def rows(ctx: BenchContext) -> list[tuple[str, str]]:
+    """Readable table lines."""
+    r = ctx.report
+    out = []
+    try:
+        st = r.get(ROOT)
+    except KeyError:
+        return out
+    for key in ("decode_ms_per_frame", "resize_ms_per_frame", "capture_ms_per_frame", "flow_stage_ms_per_frame",
+                "publish_ms_per_window"):
+        if key in st:
+            out.append((f"stage {key}", f"{st[key]['median']:.3f}"))
+    for name, m in st.get("flow", {}).items():
+        out.append((f"flow {name} ms/pair", f"{m['ms_per_pair']['median']:.3f}"))
+    for batch, m in st.get("engine", {}).items():
+        out.append((f"engine {batch}: spatial / temporal / total ms/window",
+                    f"{m['spatial_ms_per_window']['median']:.2f} / {m['temporal_ms_per_window']['median']:.2f} / "
+                    f"{m['inference_ms_per_window']['median']:.2f}"))
+    return out
+
+
+__all__ = ["run", "rows", "ensure_costs", "median"]

@@ -1,0 +1,134 @@
+"""`twostream bench --quick` end to end on a tiny input: a real (random, seeded) bundle, a real video written
+with OpenCV, a tiny labelled dataset. Checks the report's structure and that every ratio is the quotient
+of two measurements recorded in the same run. No timing thresholds: absolute speed is not asserted."""
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+
+def write_video(path, frames: int = 48, size=(96, 72), seed: int = 0, speed: int = 2) -> None:
+    """A textured background with a moving bright square: real motion for optical flow."""
+    rng = np.random.default_rng(seed)
+    background = cv2.GaussianBlur(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8), (5, 5), 0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, size)
+    assert writer.isOpened()
+    for i in range(frames):
+        img = background.copy()
+        x = (5 + speed * i) % (size[0] - 20)
+        cv2.rectangle(img, (x, 20), (x + 16, 36), (255, 255, 255), -1)
+        writer.write(img)
+    writer.release()
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, tiny_bundle):
+    tmp = tmp_path_factory.mktemp("bench")
+    video = tmp / "clip.avi"
+    write_video(video)
+    data = tmp / "data"
+    for c, label in enumerate(("bend", "wave1")):
+        (data / label).mkdir(parents=True)
+        write_video(data / label / f"clip{c}.avi", frames=24, seed=c + 1, speed=1 + 2 * c)
+    out = tmp / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "bench", "--quick", "--model", str(tiny_bundle), "--video", str(video),
+         "--capacity-video", str(video), "--quality-data", str(data), "--max-sources", "2", "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc
+
+
+def resolve(doc: dict, path: str):
+    node = doc
+    for part in path.split("/"):
+        node = node[part]
+    return node
+
+
+def test_every_sub_report_is_present(bench_run):
+    doc, proc = bench_run
+    reports = doc["reports"]
+    assert set(reports) == {"stages", "engine_vs_eager", "throughput", "capacity", "baselines", "flow_quality"}
+    assert doc["machine"]["cores"] >= 1 and doc["config"]["quick"] is True
+    assert {"dis-fast", "farneback", "tvl1"} <= set(reports["stages"]["flow"])
+    levels = reports["capacity"]["levels"]
+    assert "sources1" in levels
+    for level in levels.values():
+        assert 0 < level["frames"] <= level["frames_expected"] and level["predictions"] > 0
+        assert level["passed"] == (level["latency_ms_p99"] < 150 and level["dropped_frames"] == 0
+                                   and level["windows_dropped"] == 0 and level["lost_predictions"] == 0
+                                   and level["unaccounted"] == 0 and not level["errors"])
+    assert reports["capacity"]["capacity_sources"] in (0, 1, 2)
+    for name, entry in reports["flow_quality"]["backends"].items():
+        assert "error" not in entry, (name, entry)
+        assert 0.0 <= entry["temporal_accuracy"] <= 1.0 and entry["videos"] == 2
+    assert "ratios (numerator / denominator" in proc.stdout
+
+
+def test_measurements_are_medians_of_their_samples(bench_run):
+    doc, _ = bench_run
+    count = 0
+
+    def walk(node):
+        nonlocal count
+        if isinstance(node, dict):
+            if "median" in node and "samples" in node:
+                assert node["samples"] and node["median"] == statistics.median(node["samples"])
+                count += 1
+            for v in node.values():
+                walk(v)
+
+    walk(doc["reports"])
+    assert count >= 20
+
+
+def test_every_ratio_divides_two_recorded_measurements(bench_run):
+    doc, _ = bench_run
+    names = {r["name"] for r in doc["ratios"]}
+    for want in ("onnxruntime_speedup_vs_torch_eager_batch1", "pipeline_efficiency_1source",
+                 "speedup_vs_dis_eager_loop_1source", "speedup_vs_seed_recipe_1source"):
+        assert want in names, names
+    for r in doc["ratios"]:
+        num, den = resolve(doc, r["numerator"]), resolve(doc, r["denominator"])
+        num_v = num["median"] if "median" in num else num["value"]
+        den_v = den["median"] if "median" in den else den["value"]
+        assert (num_v, den_v) == (r["numerator_value"], r["denominator_value"])
+        assert r["value"] == num_v / den_v
+        assert r["numerator"] != r["denominator"]
+        for m in (num, den):
+            if "median" in m:  # a measurement: real samples
+                assert len(m["samples"]) >= 1 and all(s > 0 for s in m["samples"])
+
+
+def test_stage_bound_is_recomputed_from_recorded_stage_costs(bench_run):
+    doc, _ = bench_run
+    for key, entry in doc["reports"]["throughput"].items():
+        bound = entry["stage_bound_frames_per_s"]
+        inp = bound["inputs"]
+        c = {k: resolve(doc, inp[k])["median"] for k in ("c_cap", "c_flow", "c_inf", "c_pub")}
+        assert c == inp["costs_ms"]
+        s, p, n = inp["s"], inp["P"], inp["N"]
+        limits = [p * 1000 / (c["c_cap"] + c["c_flow"] + (c["c_inf"] + c["c_pub"]) / s), 1000 / c["c_flow"],
+                  1000 * s / c["c_inf"], 1000 * s / c["c_pub"], n * 1000 / c["c_cap"]]
+        assert bound["value"] == pytest.approx(min(limits), rel=1e-12)
+        assert n == int(key.replace("sources", ""))
+
+
+def test_targets_refer_to_ratios_or_capacity(bench_run):
+    doc, _ = bench_run
+    ratios = {r["name"]: r["value"] for r in doc["ratios"]}
+    assert doc["targets"]
+    for t in doc["targets"]:
+        name = t["detail"].split(" = ")[0]
+        if name in ratios:
+            minimum = float(t["detail"].rsplit(">= ", 1)[1].rstrip(")"))
+            assert t["met"] == (ratios[name] >= minimum)
