@@ -44,11 +44,14 @@ class Bundle:
 def _inside(root: Path, name: object, key: str) -> Path:
     if not isinstance(name, str) or not name:
         raise BundleError(f"{root / BUNDLE_FILE}: {key} must be a file name, got {name!r}")
-    path = (root / name).resolve()
-    if root.resolve() not in path.parents:
-        raise BundleError(f"{root / BUNDLE_FILE}: {key} = {name!r} points outside the bundle directory")
-    if not path.is_file():
-        raise BundleError(f"{root}: {key} file {name!r} is missing")
+    try:  # a NUL byte or an over-long name makes the OS calls raise instead of answering
+        path = (root / name).resolve()
+        if root.resolve() not in path.parents:
+            raise BundleError(f"{root / BUNDLE_FILE}: {key} = {name!r} points outside the bundle directory")
+        if not path.is_file():
+            raise BundleError(f"{root}: {key} file {name!r} is missing")
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{root / BUNDLE_FILE}: {key} = {name!r} is not a usable file name ({exc})") from None
     return path
 
 
