@@ -12,6 +12,8 @@ examples:
   twostream run assets/demo.mp4 --print
   twostream run --pace fast cam1=a.mp4 cam2=b.mp4 --publish tcp://127.0.0.1:6000
   twostream run 0 rtsp://user:pass@10.0.0.5/stream1
+  twostream run --preview cam1=rtsp://10.0.0.5/stream1     # then `twostream view`
+  twostream run --pace fast assets/demo.mp4 --annotate demo_labelled.mp4
 """
 from __future__ import annotations
 

@@ -145,12 +145,14 @@ def test_page_shows_live_tile_matching_the_published_predictions(shared_data, ti
     model = os.environ.get("TWOSTREAM_VIEW_MODEL") or str(tiny_bundle)
     clip = Path(os.environ.get("TWOSTREAM_VIEW_CLIP") or shared_data / "replay" / "exercise.avi")  # 10 fps
     source = clip.stem
+    fps = cv2.VideoCapture(str(clip)).get(cv2.CAP_PROP_FPS)
+    max_frames = min(count_frames(clip), int(9 * fps))  # about 9 s of realtime replay
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     collector = Collector(endpoint)
     view, url = start_view(endpoint)
     pipeline = subprocess.Popen(
         [sys.executable, "-m", "stream.cli", "run", "--model", model, "--preview", "--pace", "realtime",
-         "--max-frames", "90", "--publish", endpoint, "-q", f"{source}={clip}"],
+         "--max-frames", str(max_frames), "--publish", endpoint, "-q", f"{source}={clip}"],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     tile = f'.tile[data-source="{source}"]'
     try:
@@ -161,6 +163,9 @@ def test_page_shows_live_tile_matching_the_published_predictions(shared_data, ti
             # While the pipeline runs: a live tile whose preview image has loaded.
             page.wait_for_selector(f'{tile}[data-state="live"] img.shown', timeout=30_000)
             live_seq = page.get_attribute(tile, "data-seq")
+            page.wait_for_timeout(1500)  # let the timeline fill a little for the picture
+            full = tmp_path / "view.png"
+            page.screenshot(path=str(full), full_page=True)
             # After the end of stream the page must settle on the last prediction published.
             page.wait_for_selector(f'{tile}[data-state="ended"]', timeout=60_000)
             assert pipeline.wait(30) == 0, pipeline.stderr.read()
@@ -177,8 +182,6 @@ def test_page_shows_live_tile_matching_the_published_predictions(shared_data, ti
             assert page.locator(f"{tile} .timeline .chip").count() >= 1
             assert live_seq != "" and int(live_seq) < last.seq  # it really updated live
             png = page.locator(f"{tile} img.preview").screenshot()
-            full = tmp_path / "view.png"
-            page.screenshot(path=str(full), full_page=True)
             browser.close()
     finally:
         pipeline.kill() if pipeline.poll() is None else None
@@ -194,12 +197,12 @@ def test_page_shows_live_tile_matching_the_published_predictions(shared_data, ti
     for topic, header_bytes, jpeg in collector.previews[:5]:
         header = json.loads(header_bytes)
         assert topic == f"twostream/{source}/preview".encode()
-        assert header["event"] == "preview" and header["source"] == source and 0 <= header["frame"] < 90
+        assert header["event"] == "preview" and header["source"] == source and 0 <= header["frame"] < max_frames
         decoded = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
         assert decoded.shape[:2] == (header["height"], header["width"])
         assert header["width"] == min(320, int(width))
     frames = [json.loads(p[1])["frame"] for p in collector.previews]
-    assert frames == sorted(frames) and len(frames) < 90  # rate-limited, in order
+    assert frames == sorted(frames) and len(frames) < max_frames  # rate-limited, in order
     if os.environ.get("TWOSTREAM_VIEW_SCREENSHOT"):
         shutil.copy(full, os.environ["TWOSTREAM_VIEW_SCREENSHOT"])
 
