@@ -26,6 +26,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--status", action="store_true", help="also print status messages")
     p.add_argument("--changes", action="store_true", help="print only label-change events")
     p.add_argument("--timeout", type=float, metavar="S", help="exit with status 1 if no message arrives for S seconds")
+    p.add_argument("--curve-server-key", metavar="FILE",
+                   help="CURVE: the publisher's public certificate (server.key); needed when it encrypts")
+    p.add_argument("--curve-client-key", metavar="FILE",
+                   help="CURVE: this subscriber's certificate with secret key (client.key_secret), when the "
+                        "publisher only lets listed clients in (default: a throwaway key pair)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -33,6 +38,7 @@ def main(args: argparse.Namespace) -> int:
     from stream.cmd_run import format_prediction
     from stream.errors import ConfigError
     from stream.publisher import check_endpoint
+    from stream.security import client_curve
 
     check_endpoint(args.connect, "--connect")
     if args.count is not None and args.count < 1:
@@ -41,7 +47,10 @@ def main(args: argparse.Namespace) -> int:
     seen: set[str] = set()
     ended: set[str] = set()
     n = 0
-    sub = Subscriber(args.connect, sources=args.source, status=args.status, timeout=args.timeout)
+    if args.curve_client_key and not args.curve_server_key:
+        raise ConfigError("--curve-client-key needs --curve-server-key (the publisher's public certificate)")
+    curve = client_curve(args.curve_server_key, args.curve_client_key) if args.curve_server_key else None
+    sub = Subscriber(args.connect, sources=args.source, status=args.status, timeout=args.timeout, curve=curve)
     try:
         while True:
             try:

@@ -54,6 +54,8 @@ class PublishSettings:
     endpoint: str = "tcp://127.0.0.1:5555"
     sndhwm: int = _opt(10000, lo=1, hi=10_000_000)
     status_interval: float = _opt(1.0, lo=0.05, hi=3600.0)
+    curve_secret_key: str = ""  # CURVE: server certificate with secret key ("": no encryption), see stream.security
+    curve_clients: str = ""  # directory of allowed subscribers' public *.key files ("": any client with the server key)
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,9 @@ class Pipeline:
         ctx = zmq.Context()
         publisher = Publisher(settings.publish.endpoint, labels=self.bundle.labels, sources=self.names,
                               sndhwm=settings.publish.sndhwm, top=settings.fusion.top_k,
-                              policy=settings.policy, flow_length=self.bundle.flow_length, ctx=ctx)
+                              policy=settings.policy, flow_length=self.bundle.flow_length, ctx=ctx,
+                              curve_secret_key=settings.publish.curve_secret_key,
+                              curve_clients=settings.publish.curve_clients)
         results = ctx.socket(zmq.PULL)
         old_handlers = self._install_signals()
         try:

@@ -16,6 +16,7 @@ from stream.errors import ConfigError
 from stream.fusion import top_k
 from stream.messages import SCHEMA, PublishedCounts, WindowResult, encode, topic
 from stream.policy import PolicySettings, make_policy
+from stream.security import secure_server
 
 _ENDPOINT = re.compile(r"^(tcp://(\*|[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):\d{1,5}|ipc://.+)$")
 
@@ -32,12 +33,21 @@ def check_endpoint(endpoint: str, flag: str = "--publish") -> str:
 
 class Publisher:
     def __init__(self, endpoint: str, *, labels: tuple[str, ...], sources: list[str], sndhwm: int, top: int,
-                 policy: PolicySettings, flow_length: int, ctx: zmq.Context | None = None):
+                 policy: PolicySettings, flow_length: int, ctx: zmq.Context | None = None,
+                 curve_secret_key: str = "", curve_clients: str = ""):
         check_endpoint(endpoint)
         self.ctx = ctx or zmq.Context.instance()
         self.socket = self.ctx.socket(zmq.PUB)
         self.socket.setsockopt(zmq.SNDHWM, sndhwm)
         self.socket.setsockopt(zmq.LINGER, 1000)
+        self.authenticator = None
+        if curve_secret_key:
+            try:
+                self.authenticator = secure_server(self.socket, self.ctx, secret_key_file=curve_secret_key,
+                                                   clients_dir=curve_clients)
+            except ConfigError:
+                self.socket.close(0)
+                raise
         try:
             self.socket.bind(endpoint)
         except zmq.ZMQError as exc:
@@ -144,3 +154,5 @@ class Publisher:
 
     def close(self) -> None:
         self.socket.close()
+        if self.authenticator is not None:
+            self.authenticator.stop()
