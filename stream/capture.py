@@ -65,21 +65,32 @@ class _Reader:
         self._frame = None
         self._ok = True
         self._request = False
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not self._request:
+                while not self._request and not self._closed:
                     self._lock.wait()
+                if self._closed:
+                    break
                 self._request = False
             ok, frame = self._cap.read()
             with self._lock:
                 self._ok, self._frame = ok and frame is not None, frame
                 self._lock.notify_all()
-                if not self._ok:
-                    return
+                if not self._ok or self._closed:
+                    break
+        # Released here, by the thread that reads: a read() still blocked on a stalled stream returns
+        # within read_timeout and then frees the FFmpeg context, so reconnects do not leak captures.
+        self._cap.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
 
     def read(self, timeout: float):
         """(ok, frame), or (None, None) when no frame came within `timeout` seconds."""
@@ -150,6 +161,7 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
         if not cap.isOpened():
             cap.release()
             last_error = f"{spec.display}: cannot open"
+            stats.set_error(job.source, "cannot open")
             if not spec.live:
                 return frames, f"{spec.display}: cannot be opened as a video"
             attempts += 1
@@ -184,12 +196,15 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
                 ok, frame = reader.read(job.stall_seconds)
                 if ok is None:
                     last_error = f"{spec.display}: no frame for {job.stall_seconds:g} s (stalled)"
+                    stats.set_error(job.source, "stalled")
                     break
             else:
                 ok, frame = cap.read()
             if not ok:
                 ended_cleanly = not spec.live
                 last_error = f"{spec.display}: stream ended or read failed"
+                if spec.live:
+                    stats.set_error(job.source, "read failed")
                 break
             t_capture = time.time()
             small = resize_frame(frame, job.size)
@@ -213,16 +228,18 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
             if os.getppid() != parent:  # supervisor gone: do not linger
                 cap.release()
                 return frames, "supervisor exited"
-        # A stalled reader thread may still block in read(); the capture is released with the process.
-        if reader is None or ended_cleanly:
+        if reader is not None:
+            reader.close()  # its thread releases the capture once a blocked read() has returned
+        else:
             cap.release()
         if not spec.live:
             if ended_cleanly:
                 return frames, _check_complete(spec, declared, frames)
             return frames, ""
-        # live source failed or stalled: reconnect
+        # live source failed or stalled: reconnect; the outage began with the last frame that arrived
         stats.set_state(job.source, "reconnecting")
-        outage_started = time.time()
+        last = stats.get(job.source, "t_last_frame")
+        outage_started = last if frames > first and last > 0 else time.time()
         if stop.wait(backoff):
             break
         backoff = min(backoff * 2, job.reconnect_max)

@@ -264,6 +264,7 @@ class Pipeline:
             "windows_dropped": int(row["windows_dropped"]),
             "reconnects": int(row["reconnects"]),
             "attempts": int(row["attempts"]),
+            "last_error": self.stats.last_error(i),
             "engine": self.engine_backend,
             "url": self.specs[i].display,
         }

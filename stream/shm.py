@@ -158,8 +158,10 @@ STAT_FIELDS = (
     "t_last_frame",  # unix time of the last captured frame
     "gap_frames",  # frames missed in the last gap (reconnect), for the next prediction's `gap` field
     "gap_seconds",
+    "last_error",  # why a live source last failed, code into LAST_ERRORS (for status messages)
 )
 STATES = ("starting", "live", "reconnecting", "ended", "failed")
+LAST_ERRORS = ("", "cannot open", "read failed", "stalled")
 
 
 class StatsBoard:
@@ -191,6 +193,12 @@ class StatsBoard:
 
     def state(self, source: int) -> str:
         return STATES[int(self.get(source, "state"))]
+
+    def set_error(self, source: int, error: str) -> None:
+        self.set(source, "last_error", LAST_ERRORS.index(error))
+
+    def last_error(self, source: int) -> str:
+        return LAST_ERRORS[int(self.get(source, "last_error"))]
 
     def row(self, source: int) -> dict[str, float]:
         return {f: float(v) for f, v in zip(STAT_FIELDS, self._table[source])}

@@ -6,6 +6,7 @@ Timings measured here are printed (pytest -s) and quoted in docs/failure_behavio
 """
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -67,6 +68,8 @@ def test_rtsp_server_restart_reconnects_with_gap(tmp_path, rtsp_server, tiny_bun
     collector = Collector(run.endpoint)
     try:
         assert collector.wait_for(lambda m: isinstance(m, Prediction) and m.seq >= 5, 30), run.stderr
+        capture_pid = run.children()["ts-capture:0"]
+        fds_before = len(os.listdir(f"/proc/{capture_pid}/fd"))
         t_down = time.monotonic()
         server.stop()  # camera loses power: no TEARDOWN
         t_seen = collector.wait_for(lambda m: isinstance(m, Status) and m.state == "reconnecting", 15)
@@ -74,7 +77,7 @@ def test_rtsp_server_restart_reconnects_with_gap(tmp_path, rtsp_server, tiny_bun
         last_before = collector.of(Prediction, "cam")[-1]
         time.sleep(1.0)  # stay down a while: several failed attempts with backoff
         downs = [m for m in collector.of(Status, "cam") if m.state == "reconnecting"]
-        assert downs[-1].raw["attempts"] >= 1
+        assert downs[-1].raw["attempts"] >= 1 and downs[-1].raw["last_error"] == "cannot open"
         assert run.proc.poll() is None, "pipeline exited while the camera was down"
         t_up = time.monotonic()
         server.start()  # same port, same URL
@@ -88,6 +91,9 @@ def test_rtsp_server_restart_reconnects_with_gap(tmp_path, rtsp_server, tiny_bun
         assert back.gap["frames"] > 0
         assert back.raw["first_frame"] > last_before.frame
         assert collector.wait_for(lambda m: isinstance(m, Prediction) and m.seq > back.seq + 3, 15)
+        # the dead session's capture (sockets, decoder) was released, not leaked per reconnect
+        assert run.children()["ts-capture:0"] == capture_pid
+        assert len(os.listdir(f"/proc/{capture_pid}/fd")) <= fds_before + 1
         assert _stop(run, collector) == 0
         seqs = _seqs(collector, "cam")
         assert len(seqs) == len(set(seqs)), "duplicate seq"
@@ -111,6 +117,7 @@ def test_stall_detected_within_bound(tmp_path, rtsp_server, tiny_bundle):
         server.command("pause")
         t_seen = collector.wait_for(lambda m: isinstance(m, Status) and m.state == "reconnecting", 15)
         assert t_seen is not None, f"stall never detected\n{run.stderr}"
+        assert [m for m in collector.of(Status, "cam") if m.state == "reconnecting"][0].raw["last_error"] == "stalled"
         detect = t_seen - t_pause
         print(f"\nstall: detected {detect:.2f} s after the server stopped sending (stall_seconds {STALL})")
         # frames already in flight (jitter buffer) may delay it a little; the status interval is 0.2 s
@@ -134,7 +141,7 @@ def test_silent_server_times_out_and_sigterm_is_bounded(tmp_path, silent_server,
         assert t is not None, f"no retried attempts reported\n{run.stderr}"
         ours = run.shm_names()
         status = [m for m in collector.of(Status, "cam")][-1]
-        assert status.state == "reconnecting"
+        assert status.state == "reconnecting" and status.raw["last_error"] == "cannot open"
         assert _stop(run, collector, bound=8.0) == 0
         eos = collector.of(EndOfStream, "cam")
         assert len(eos) == 1
