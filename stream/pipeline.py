@@ -52,7 +52,13 @@ class RunSummary:
 
 
 def check_sources(specs: list[SourceSpec]) -> None:
-    """Fail before starting anything when a file or webcam obviously cannot work."""
+    """Refuse a run that cannot do anything useful before starting it.
+
+    Missing files and webcams are always errors. A file with no decodable frame is refused
+    here only when no other source could run; otherwise its capture ends that source alone
+    with an end-of-stream message carrying `error`, and the other sources carry on.
+    """
+    unreadable = []
     for spec in specs:
         if spec.kind == "file":
             path = Path(spec.target)
@@ -65,10 +71,12 @@ def check_sources(specs: list[SourceSpec]) -> None:
                 ok = cap.isOpened() and cap.read()[0]
                 cap.release()
             if not ok:
-                raise SourceError(f"{spec.target}: not a readable video (no frame could be decoded)")
+                unreadable.append(spec)
         elif spec.kind == "webcam" and sys.platform.startswith("linux"):
             if not Path(f"/dev/video{spec.target}").exists():
                 raise SourceError(f"webcam {spec.target}: no such device (/dev/video{spec.target} is missing)")
+    if unreadable and len(unreadable) == len(specs):
+        raise SourceError(f"{unreadable[0].target}: not a readable video (no frame could be decoded)")
 
 
 class Pipeline:

@@ -100,7 +100,10 @@ def _broken_copies(clip, tmp_path):
 
 def test_truncated_and_corrupt_files_end_with_error(tmp_path, h264_clip, tiny_bundle):
     truncated, corrupt = _broken_copies(h264_clip, tmp_path)
-    run = PipelineRun(tmp_path, [f"good={h264_clip}", f"cut={truncated}", f"noise={corrupt}"], bundle=tiny_bundle,
+    random_bytes = tmp_path / "random.mp4"
+    random_bytes.write_bytes(np.random.default_rng(2).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
+    run = PipelineRun(tmp_path, [f"good={h264_clip}", f"cut={truncated}", f"noise={corrupt}", f"junk={random_bytes}"],
+                      bundle=tiny_bundle,
                       config=_config(tmp_path), extra=["--pace", "fast", "--stride", "10"])
     collector = Collector(run.endpoint)
     try:
@@ -111,7 +114,7 @@ def test_truncated_and_corrupt_files_end_with_error(tmp_path, h264_clip, tiny_bu
         run.close()
     assert code == 1, run.stderr
     eos = {m.source: m for m in collector.of(EndOfStream)}
-    assert set(eos) == {"good", "cut", "noise"}
+    assert set(eos) == {"good", "cut", "noise", "junk"}
     total = int(subprocess.run(["ffprobe", "-v", "error", "-count_packets", "-show_entries", "stream=nb_read_packets",
                                 "-of", "csv=p=0", str(h264_clip)], capture_output=True, text=True).stdout.strip())
     assert eos["good"].error == "" and eos["good"].frames == total
@@ -121,6 +124,11 @@ def test_truncated_and_corrupt_files_end_with_error(tmp_path, h264_clip, tiny_bu
         assert 0 < e.frames < total  # what could be decoded was processed and published
         assert e.windows > 0 and len(collector.of(Prediction, name)) > 0
         assert f"twostream run: source {name}: {path}" in run.stderr
+    # a file of random bytes in a run with usable sources ends only its own source, with the reason
+    junk = eos["junk"]
+    assert junk.frames == 0 and junk.windows == 0 and str(random_bytes) in junk.error, junk.error
+    assert not collector.of(Prediction, "junk")
+    assert f"twostream run: source junk: {random_bytes}" in run.stderr
     assert "Traceback" not in run.stderr
 
 
