@@ -174,12 +174,12 @@ def main(args: argparse.Namespace) -> int:
             tmp.replace(fp32)
             provenance[f"quant_top1_agreement_{stream}"] = result["top1_agreement"]
             provenance[f"quant_max_abs_diff_{stream}"] = result["max_abs_diff"]
-        from engines.bundle import write_bundle_toml
+    from engines.bundle import write_bundle_toml
 
-        write_bundle_toml(out_dir, input_size=int(ms["input_size"]), mean=ms["mean"], std=ms["std"], flow=flow,
-                          flow_length=int(mt["flow_length"]),
-                          fusion_weights={"spatial": args.fusion_spatial, "temporal": args.fusion_temporal},
-                          arch=f"{ms['arch']}+{mt['arch']}", provenance=provenance)
+    write_bundle_toml(out_dir, input_size=int(ms["input_size"]), mean=ms["mean"], std=ms["std"], flow=flow,
+                      flow_length=int(mt["flow_length"]),
+                      fusion_weights={"spatial": args.fusion_spatial, "temporal": args.fusion_temporal},
+                      arch=f"{ms['arch']}+{mt['arch']}", provenance=provenance)  # now with parity/quant results
     from engines.loader import open_bundle
 
     loaded = open_bundle(out_dir)  # the runtime's own validation of what we wrote

@@ -37,14 +37,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--segments", type=int, default=3, help="TSN segments K per video")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8, help="videos per batch (each gives K snippets)")
-    parser.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
-    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--optimizer", default="adamw", choices=("sgd", "adamw"))
+    parser.add_argument("--lr", type=float, default=0.001)
     parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--warmup-epochs", type=float, default=1.0)
     parser.add_argument("--dropout", type=float, default=0.5)
-    parser.add_argument("--bn", default="partial", choices=("partial", "frozen", "train"),
-                        help="partial: TSN partial BN (only the first BN layer adapts)")
+    parser.add_argument("--bn", default="train", choices=("partial", "frozen", "train"),
+                        help="train: all BN layers adapt (measured best on the small sets here, see docs/training.md); "
+                             "partial: TSN partial BN (only the first BN layer adapts); frozen: none")
     parser.add_argument("--clip-grad", type=float, default=20.0, help="gradient norm clip (0: off)")
     parser.add_argument("--mean", type=float, nargs=3, default=(127.0, 127.0, 127.0))
     parser.add_argument("--std", type=float, nargs=3, default=(128.0, 128.0, 128.0))
@@ -116,8 +117,11 @@ def main(args: argparse.Namespace) -> int:
         weights = "imagenet" if args.arch == "efficientnet_lite0" else None
     elif weights == "none":
         weights = None
-    backbone = build_model(args.arch, len(split.classes), in_channels=in_channels, weights=weights,
-                           dropout=args.dropout, init=args.init)
+    try:
+        backbone = build_model(args.arch, len(split.classes), in_channels=in_channels, weights=weights,
+                               dropout=args.dropout, init=args.init)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # bad weights file: one clear line
+        raise ConfigError(f"--weights {args.weights}: {str(exc).splitlines()[0][:300]}") from None
     model = SegmentConsensus(backbone).to(device)
     if distributed:
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"

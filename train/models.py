@@ -145,8 +145,8 @@ def _make(arch: str, num_classes: int, in_channels: int, dropout: float) -> nn.M
     if arch == "resnet18":
         model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
         if dropout > 0:
-            model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(512, num_classes))
-            model.fc.__class__ = _NamedSequential  # keep the state dict key "fc.weight"
+            # dropout before fc without renaming parameters (torchvision weight files keep loading)
+            model.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout))
     elif arch == "mobilenet_v3_small":
         model = torchvision.models.mobilenet_v3_small(weights=None, num_classes=num_classes, dropout=dropout)
     else:
@@ -154,16 +154,6 @@ def _make(arch: str, num_classes: int, in_channels: int, dropout: float) -> nn.M
     if in_channels != 3:
         _replace_first_conv(model, arch, in_channels)
     return model
-
-
-class _NamedSequential(nn.Sequential):
-    """Dropout + Linear whose parameters keep the plain Linear's names (fc.weight, fc.bias)."""
-
-    def _save_to_state_dict(self, destination, prefix, keep_vars):
-        self[1]._save_to_state_dict(destination, prefix, keep_vars)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        self[1]._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def _get_module(model: nn.Module, name: str) -> nn.Module:
@@ -224,8 +214,7 @@ def build_model(arch: str, num_classes: int, in_channels: int = 3, weights: str 
     for key in (head + "weight", head + "bias"):
         if key in state and state[key].shape != own[key].shape:
             state[key] = own[key]  # new task: fresh classifier
-    missing, unexpected = model.load_state_dict(state, strict=True), None
-    del missing, unexpected
+    model.load_state_dict(state, strict=True)  # every key must match: a wrong file fails loudly
     return model
 
 
