@@ -53,6 +53,8 @@ class SplitSpec:
     val_groups: tuple[str, ...] = ()
     val_fraction: float = 0.25
     seed: int = 0
+    folds: int = 0  # >1: cross-validation, validation = fold `fold` of `folds` disjoint parts
+    fold: int = 0
 
 
 def scan_folder_per_class(root: str | Path) -> Dataset:
@@ -125,8 +127,9 @@ def group_of(rel: str, regex: re.Pattern) -> str:
 
 
 def group_split(items: list[VideoItem], regex: str, val_groups: tuple[str, ...] = (), val_fraction: float = 0.25,
-                seed: int = 0) -> tuple[list[VideoItem], list[VideoItem], list[str], list[str]]:
-    """Split by group id: the listed val groups (or a seeded fraction of groups) go to validation, whole."""
+                seed: int = 0, folds: int = 0, fold: int = 0) -> tuple[list[VideoItem], list[VideoItem], list[str], list[str]]:
+    """Split by group id: the listed val groups, fold `fold` of `folds` seeded disjoint group sets, or a seeded
+    fraction of groups go to validation, whole."""
     try:
         pattern = re.compile(regex)
     except re.error as exc:
@@ -138,6 +141,12 @@ def group_split(items: list[VideoItem], regex: str, val_groups: tuple[str, ...] 
         if unknown:
             raise ConfigError(f"validation group(s) {', '.join(unknown)} not found; groups are {', '.join(all_groups)}")
         val_set = set(val_groups)
+    elif folds > 1:
+        if len(all_groups) < folds:
+            raise ConfigError(f"{folds} folds need at least {folds} groups; regex {regex!r} finds {len(all_groups)}")
+        shuffled = list(all_groups)
+        random.Random(seed).shuffle(shuffled)
+        val_set = set(shuffled[fold::folds])
     else:
         if len(all_groups) < 2:
             raise ConfigError(f"group regex {regex!r} finds only {len(all_groups)} group; cannot split by group")
@@ -154,15 +163,21 @@ def _natural_key(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
-def random_split(items: list[VideoItem], val_fraction: float, seed: int) -> tuple[list[VideoItem], list[VideoItem]]:
-    """Seeded split stratified by class: each class contributes about val_fraction of its videos."""
-    if not 0.0 < val_fraction < 1.0:
+def random_split(items: list[VideoItem], val_fraction: float, seed: int, folds: int = 0,
+                 fold: int = 0) -> tuple[list[VideoItem], list[VideoItem]]:
+    """Seeded split stratified by class: each class contributes about val_fraction of its videos
+    (or, with folds > 1, every folds-th video of its seeded shuffle starting at `fold`: disjoint folds)."""
+    if folds <= 1 and not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val fraction must be in (0, 1), got {val_fraction}")
     rng = random.Random(seed)
     train, val = [], []
     for label in sorted({it.label for it in items}):
         members = [it for it in items if it.label == label]
         rng.shuffle(members)
+        if folds > 1:
+            val += members[fold::folds]
+            train += [m for i, m in enumerate(members) if i % folds != fold]
+            continue
         n_val = max(1, round(val_fraction * len(members))) if len(members) > 1 else 0
         val += members[:n_val]
         train += members[n_val:]
@@ -172,17 +187,21 @@ def random_split(items: list[VideoItem], val_fraction: float, seed: int) -> tupl
 def make_split(dataset: Dataset, spec: SplitSpec) -> Split:
     """Apply a SplitSpec to a scanned dataset."""
     items = dataset.items
+    if spec.folds > 1 and not 0 <= spec.fold < spec.folds:
+        raise ConfigError(f"--fold {spec.fold}: expected 0..{spec.folds - 1} for --folds {spec.folds}")
     if spec.kind == "all":
         return Split(dataset.classes, list(items), [], "all videos for training (no validation)")
     if spec.kind == "group":
         if not spec.group_regex:
             raise ConfigError("--split group needs --group-regex (e.g. 'actor(\\d+)' or '_g(\\d+)_')")
-        train, val, tg, vg = group_split(items, spec.group_regex, spec.val_groups, spec.val_fraction, spec.seed)
+        train, val, tg, vg = group_split(items, spec.group_regex, spec.val_groups, spec.val_fraction, spec.seed,
+                                         spec.folds, spec.fold)
         desc = f"group split regex={spec.group_regex!r} val_groups={','.join(vg)}"
         return Split(dataset.classes, train, val, desc, groups={"train": tg, "val": vg})
     if spec.kind == "random":
-        train, val = random_split(items, spec.val_fraction, spec.seed)
-        return Split(dataset.classes, train, val, f"random split val_fraction={spec.val_fraction} seed={spec.seed}")
+        train, val = random_split(items, spec.val_fraction, spec.seed, spec.folds, spec.fold)
+        how = f"fold {spec.fold} of {spec.folds}" if spec.folds > 1 else f"val_fraction={spec.val_fraction}"
+        return Split(dataset.classes, train, val, f"random stratified split {how} seed={spec.seed}")
     if spec.kind in ("ucf101", "hmdb51"):
         if spec.annotations is None:
             raise ConfigError(f"--split {spec.kind} needs --annotations DIR (the folder with the split files)")
@@ -223,10 +242,12 @@ def add_split_arguments(parser) -> None:
     g.add_argument("--val-groups", default="", help="comma-separated group ids for validation (group split)")
     g.add_argument("--val-fraction", type=float, default=0.25, help="fraction for random/group splits without --val-groups")
     g.add_argument("--split-seed", type=int, default=0, help="seed of random/group splits")
+    g.add_argument("--folds", type=int, default=0, help="cross-validation: number of disjoint folds (random/group)")
+    g.add_argument("--fold", type=int, default=0, help="cross-validation: which fold is validation (0-based)")
 
 
 def split_spec_from_args(args) -> SplitSpec:
     return SplitSpec(kind=args.split, number=args.split_number, annotations=args.annotations,
                      group_regex=args.group_regex,
                      val_groups=tuple(g.strip() for g in args.val_groups.split(",") if g.strip()),
-                     val_fraction=args.val_fraction, seed=args.split_seed)
+                     val_fraction=args.val_fraction, seed=args.split_seed, folds=args.folds, fold=args.fold)
