@@ -6,6 +6,7 @@ Every video runs through the real pipeline (`twostream run --pace fast`, same co
 camera, every frame once) and the predictions it publishes on ZeroMQ are scored:
 
   window accuracy   decided label vs the annotated label of each window's newest frame
+  settled accuracy  the same, over windows at least 1 s into their annotated action
   switch delay      frames/seconds from each annotated change to the first window with the new
                     label (mean, p90, max; never-reached changes are counted as missed)
   flicker           decided-label changes per minute that are not an annotated change
@@ -25,7 +26,8 @@ import argparse
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("target", metavar="VIDEO_OR_DIR", help="annotated video (VIDEO.json beside it) or a directory")
+    p.add_argument("targets", nargs="+", metavar="VIDEO_OR_DIR",
+                   help="annotated video (VIDEO.json beside it) or a directory of them; several are pooled")
     p.add_argument("--model", help="model bundle directory (default models/default)")
     p.add_argument("--config", help="settings file for the run (its [policy] and smoothing are replaced)")
     p.add_argument("--annotation", help="annotation JSON for a single video (default: VIDEO.json beside it)")
@@ -53,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"--stride {args.stride}: expected 1..1000")
     candidates = [parse_policy(s) for s in args.policies.split(",") if s.strip()] if args.policies else None
     plot_policy = parse_policy(args.plot_policy) if args.plot_policy else None
-    report, runs = evaluate(args.target, model=model, config=args.config, annotation=args.annotation,
+    report, runs = evaluate(args.targets, model=model, config=args.config, annotation=args.annotation,
                             stride=args.stride, candidates=candidates, timeout=args.timeout)
     print(format_table(report))
     if args.json:

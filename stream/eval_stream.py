@@ -38,7 +38,7 @@ DEFAULT_CANDIDATES = (
     [PolicySettings(kind="none")]
     + [PolicySettings(kind="ema", ema_alpha=a) for a in (0.7, 0.5, 0.3, 0.2)]
     + [PolicySettings(kind="vote", vote_k=k) for k in (3, 5, 7)]
-    + [PolicySettings(kind="hysteresis", margin=m, hold=h) for m in (0.1, 0.2, 0.3) for h in (1, 2, 3)]
+    + [PolicySettings(kind="hysteresis", margin=m, hold=h) for m in (0.1, 0.2, 0.3, 0.4) for h in (1, 2, 3)]
 )
 
 
@@ -235,38 +235,40 @@ def score_runs(runs: list[VideoRun], labels: tuple[str, ...],
     }
 
 
-def choose_policy(policies: dict[str, dict], *, accuracy_slack: float = 0.005, max_flicker: float = 1.0) -> str | None:
+def choose_policy(policies: dict[str, dict], *, accuracy_slack: float = 0.005, missed_slack: float = 0.02) -> str | None:
     """The selection rule of docs/streaming_quality.md.
 
-    Keep the policies that lose no window accuracy against "none" (within `accuracy_slack`), miss no
-    more switches than "none", and flicker at most max(max_flicker, lowest flicker of all) per minute;
-    among them take the smallest mean switch delay (ties: lower flicker, then higher accuracy).
+    Keep the policies that lose no accuracy against "none": window accuracy and settled accuracy
+    both at least none's minus `accuracy_slack`, and at most `missed_slack` x switches more missed
+    switches; among them take the lowest flicker (ties: smaller mean switch delay). Delay is bounded
+    by the accuracy condition itself: lag after every change lowers window accuracy.
     """
     base = policies.get("none")
-    if base is None or base["window_accuracy"] is None:
+    if base is None or base["window_accuracy"] is None or base["settled_accuracy"] is None:
         return None
-    floor_flicker = max(max_flicker, min(p["flicker_per_min"] or 0.0 for p in policies.values()))
     keep = [(name, p) for name, p in policies.items()
             if p["window_accuracy"] >= base["window_accuracy"] - accuracy_slack
-            and p["missed_switches"] <= base["missed_switches"] and (p["flicker_per_min"] or 0.0) <= floor_flicker]
-    if not keep:
-        return None
+            and p["settled_accuracy"] is not None and p["settled_accuracy"] >= base["settled_accuracy"] - accuracy_slack
+            and p["missed_switches"] <= base["missed_switches"] + missed_slack * base["switches"]]
 
     def key(item):
         p = item[1]
         delay = p["switch_delay_s"]["mean"]
-        return (float("inf") if delay is None else delay, p["flicker_per_min"] or 0.0, -p["window_accuracy"])
-    return min(keep, key=key)[0]
+        return (p["flicker_per_min"] or 0.0, float("inf") if delay is None else delay)
+    return min(keep, key=key)[0] if keep else None
 
 
-def evaluate(target: str | Path, *, model: str, config: str | Path | None = None, annotation: str | None = None,
+def evaluate(targets: list[str | Path] | str | Path, *, model: str, config: str | Path | None = None, annotation: str | None = None,
              stride: int | None = None, candidates: list[PolicySettings] | None = None,
              timeout: float = 300.0, progress: bool = True) -> tuple[dict, list[VideoRun]]:
     """Run every annotated video of `target` and score it; returns (report, runs)."""
     from engines.bundle import read_bundle
 
     bundle = read_bundle(model)
-    pairs = find_videos(target, annotation)
+    targets = [targets] if isinstance(targets, (str, Path)) else list(targets)
+    if annotation is not None and len(targets) != 1:
+        raise SourceError("--annotation needs a single video")
+    pairs = [pair for t in targets for pair in find_videos(t, annotation)]
     annotations = [(v, load_annotation(a)) for v, a in pairs]
     for v, ann in annotations:
         unknown = set(ann.labels) - set(bundle.labels)
@@ -282,7 +284,7 @@ def evaluate(target: str | Path, *, model: str, config: str | Path | None = None
             if progress:
                 print(f"eval-stream: [{i + 1}/{len(annotations)}] {video}", file=sys.stderr, flush=True)
             runs.append(run_video(video, ann, model=str(model), config=cfg, timeout=timeout))
-    report = {"schema": 1, "model": str(model), "labels": list(bundle.labels), "target": str(target),
+    report = {"schema": 1, "model": str(model), "labels": list(bundle.labels), "targets": [str(t) for t in targets],
               **score_runs(runs, bundle.labels, candidates)}
     report["recommended_policy"] = choose_policy(report["policies"])
     return report, runs
@@ -364,7 +366,7 @@ def parse_policy(spec: str) -> PolicySettings:
 
 def format_table(report: dict) -> str:
     """Plain-text table of the pooled numbers, one row per policy."""
-    head = f"{'policy':<30s} {'win acc':>7s} {'delay mean s':>12s} {'p90 s':>6s} {'max s':>6s} {'missed':>7s} " \
+    head = f"{'policy':<30s} {'win acc':>7s} {'settled':>7s} {'delay mean s':>12s} {'p90 s':>6s} {'max s':>6s} {'missed':>7s} " \
            f"{'flicker/min':>11s}"
     lines = [head, "-" * len(head)]
 
@@ -372,7 +374,8 @@ def format_table(report: dict) -> str:
         d = p["switch_delay_s"]
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         acc = "-" if p["window_accuracy"] is None else f"{p['window_accuracy']:.3f}"
-        lines.append(f"{(name + mark):<30s} {acc:>7s} {fmt(d['mean']):>12s} {fmt(d['p90']):>6s} {fmt(d['max']):>6s} "
+        settled = "-" if p["settled_accuracy"] is None else f"{p['settled_accuracy']:.3f}"
+        lines.append(f"{(name + mark):<30s} {acc:>7s} {settled:>7s} {fmt(d['mean']):>12s} {fmt(d['p90']):>6s} {fmt(d['max']):>6s} "
                      f"{p['missed_switches']:>3d}/{p['switches']:<3d} {p['flicker_per_min']:>11.2f}")
     row("published (as run)", report["published"])
     for name, p in report["policies"].items():

@@ -10,6 +10,10 @@ Definitions (the numbers in docs/streaming_quality.md mean exactly this):
   label equals the annotation's label of that newest frame. A window's prediction is "about"
   the moment it is published, so lag after a change counts as error. Windows whose newest
   frame is unannotated are skipped. Per-class accuracy groups the windows by annotated label.
+* Settled accuracy: window accuracy over the windows whose newest frame is at least
+  settle_s (default 1 s) into its annotated run (a run starts at frame 0 or at an annotated
+  change). Lag after a change lowers window accuracy and is measured by the switch delay;
+  settled accuracy shows whether a policy loses accuracy *apart from* that lag.
 * Switch delay: for each annotated change (a segment whose label differs from the previous
   segment's, starting at frame c and lasting until frame u), the first window with
   c <= frame < u whose decided label is the new label; delay = frame - c frames
@@ -25,6 +29,7 @@ Definitions (the numbers in docs/streaming_quality.md mean exactly this):
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -50,6 +55,8 @@ class StreamScore:
 
     windows: int = 0  # windows with an annotated newest frame
     correct: int = 0
+    settled_windows: int = 0  # ... at least settle_s into their annotated run
+    settled_correct: int = 0
     per_class: dict[str, list[int]] = field(default_factory=dict)  # label -> [correct, windows]
     switches: list[SwitchResult] = field(default_factory=list)
     decided_changes: int = 0
@@ -89,6 +96,26 @@ def per_class_accuracy(frames, labels, annotation: Annotation) -> dict[str, list
         c[0] += lab == truth
         c[1] += 1
     return out
+
+
+def settled_accuracy(frames, labels, annotation: Annotation, settle_s: float = 1.0) -> tuple[int, int]:
+    """(correct, counted) over windows whose newest frame is >= settle_s into its annotated run."""
+    _check_sequences(frames, labels)
+    if not annotation.segments:
+        return 0, 0
+    run_starts = [annotation.segments[0].start] + [c.frame for c in annotation.changes()]
+    settle = round(settle_s * annotation.fps)
+    correct = counted = 0
+    for f, lab in zip(frames, labels):
+        truth = annotation.label_at(int(f))
+        if truth is None:
+            continue
+        start = run_starts[bisect.bisect_right(run_starts, int(f)) - 1]
+        if f - start < settle:
+            continue
+        counted += 1
+        correct += lab == truth
+    return correct, counted
 
 
 def _first_hits(frames, labels, annotation: Annotation) -> list[tuple[SwitchResult, int | None]]:
@@ -131,11 +158,13 @@ def flicker(frames, labels, annotation: Annotation) -> tuple[int, int, float]:
     return spurious, len(changes), spurious / minutes
 
 
-def score_stream(frames, labels, annotation: Annotation) -> StreamScore:
+def score_stream(frames, labels, annotation: Annotation, settle_s: float = 1.0) -> StreamScore:
     """All raw counts for one video's published windows."""
     correct, counted = window_accuracy(frames, labels, annotation)
+    settled_correct, settled = settled_accuracy(frames, labels, annotation, settle_s)
     spurious, changes, _ = flicker(frames, labels, annotation)
-    return StreamScore(windows=counted, correct=correct, per_class=per_class_accuracy(frames, labels, annotation),
+    return StreamScore(windows=counted, correct=correct, settled_windows=settled, settled_correct=settled_correct,
+                       per_class=per_class_accuracy(frames, labels, annotation),
                        switches=switch_delays(frames, labels, annotation), decided_changes=changes,
                        spurious_changes=spurious, minutes=annotation.duration_s / 60.0)
 
@@ -146,6 +175,8 @@ def merge_scores(scores: list[StreamScore]) -> StreamScore:
     for s in scores:
         total.windows += s.windows
         total.correct += s.correct
+        total.settled_windows += s.settled_windows
+        total.settled_correct += s.settled_correct
         for label, (c, n) in s.per_class.items():
             acc = total.per_class.setdefault(label, [0, 0])
             acc[0] += c
@@ -176,6 +207,7 @@ def summarize(score: StreamScore) -> dict:
     return {
         "windows": score.windows,
         "window_accuracy": score.correct / score.windows if score.windows else None,
+        "settled_accuracy": score.settled_correct / score.settled_windows if score.settled_windows else None,
         "per_class_accuracy": {label: {"accuracy": c / n if n else None, "windows": n}
                                for label, (c, n) in sorted(score.per_class.items())},
         "switches": len(score.switches),

@@ -15,7 +15,7 @@ from stream.annotations import (AnnotationError, annotation_from_dict, load_anno
                                 read_annotation, read_thumos)
 from stream.errors import ConfigError
 from stream.policy import PolicySettings, decide_all, make_policy
-from stream.stream_metrics import flicker, merge_scores, p90, score_stream, summarize, switch_delays, window_accuracy
+from stream.stream_metrics import flicker, settled_accuracy, merge_scores, p90, score_stream, summarize, switch_delays, window_accuracy
 
 
 # --- annotations -------------------------------------------------------------------------------
@@ -133,6 +133,9 @@ def test_metrics_hand_counted():
     assert s["per_class_accuracy"]["b"] == {"accuracy": pytest.approx(1 / 2), "windows": 2}  # 16 of 12, 16
     assert s["switch_delay_frames"] == {"mean": 5.0, "p90": 6.0, "max": 6.0}
     assert s["missed_switches"] == 0 and s["flicker_per_min"] == pytest.approx(20.0)
+    # settled (>= 0.5 s = 5 frames into the run; runs start at 0, 10, 20): windows 8 (a ok), 16 (b ok), 28 (b, wrong)
+    assert settled_accuracy(frames, labels, ann, settle_s=0.5) == (2, 3)
+    assert s["settled_accuracy"] is None  # default 1 s: no run here lasts 10 frames past its start
 
 
 def test_metrics_missed_switch_and_steady_wrong_label():
