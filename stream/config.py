@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from stream.errors import ConfigError
+from stream.setting import check_setting, setting
 from stream.policy import PolicySettings
 
 
-def _opt(default, *, lo=None, hi=None, choices=None):
-    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices})
+_opt = setting
+_check = check_setting
 
 
 @dataclass(frozen=True)
@@ -85,23 +86,6 @@ class Settings:
     publish: PublishSettings = field(default_factory=PublishSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     preview: PreviewSettings = field(default_factory=PreviewSettings)
-
-
-def _check(section: str, key: str, spec, value: Any, where: str) -> Any:
-    want = spec.type if isinstance(spec.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[spec.type]
-    name = f"{where}: [{section}] {key} = {value!r}"
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-        raise ConfigError(f"{name}: expected {want.__name__}")
-    meta = spec.metadata
-    if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"{name}: expected one of {', '.join(meta['choices'])}")
-    if meta.get("lo") is not None and value < meta["lo"]:
-        raise ConfigError(f"{name}: must be >= {meta['lo']}")
-    if meta.get("hi") is not None and value > meta["hi"]:
-        raise ConfigError(f"{name}: must be <= {meta['hi']}")
-    return value
 
 
 def settings_from_dict(doc: dict, where: str = "config") -> Settings:

@@ -16,7 +16,7 @@ import zmq
 from engines.loader import open_bundle
 from stream.flow import normalize_rgb, stack_flows
 from stream.fusion import fuse_scores
-from stream.messages import WindowReady, WindowResult, WindowsEnded
+from stream.messages import WindowReady, WindowResult
 from stream.procs import ignore_interrupts
 from stream.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
 

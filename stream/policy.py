@@ -24,18 +24,13 @@ in the source) but keeps the last decided label, so a gap alone never produces a
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import numpy as np
 
-from stream.errors import ConfigError
+from stream.setting import check_setting, setting as _opt
 
 KINDS = ("none", "ema", "vote", "hysteresis")
-
-
-def _opt(default, *, lo=None, hi=None, choices=None):
-    # Same metadata as stream.config's fields, so [policy] validates with the same code there.
-    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -51,21 +46,7 @@ class PolicySettings:
     def validate(self, where: str = "policy") -> "PolicySettings":
         """Check every field against its type and range; ConfigError names the key and what is allowed."""
         for f in fields(self):
-            value = getattr(self, f.name)
-            want = {"int": int, "float": float, "str": str}.get(f.type, f.type) if isinstance(f.type, str) else f.type
-            name = f"{where}: [policy] {f.name} = {value!r}"
-            ok_type = isinstance(value, want) and not isinstance(value, bool)
-            if want is float and isinstance(value, int) and not isinstance(value, bool):
-                ok_type = True
-            if not ok_type:
-                raise ConfigError(f"{name}: expected {want.__name__}")
-            meta = f.metadata
-            if meta.get("choices") and value not in meta["choices"]:
-                raise ConfigError(f"{name}: expected one of {', '.join(meta['choices'])}")
-            if meta.get("lo") is not None and value < meta["lo"]:
-                raise ConfigError(f"{name}: must be >= {meta['lo']}")
-            if meta.get("hi") is not None and value > meta["hi"]:
-                raise ConfigError(f"{name}: must be <= {meta['hi']}")
+            check_setting("policy", f.name, f, getattr(self, f.name), where)
         return self
 
     def describe(self) -> str:
