@@ -19,7 +19,7 @@ from stream.flow import resize_frame
 from stream.config import PreviewSettings
 from stream.messages import FrameReady, SourceEnded, SourceGap
 from stream.preview import PreviewEncoder
-from stream.procs import ignore_interrupts
+from stream.procs import event_sockets, ignore_interrupts
 from stream.shm import RingLayout, ShmRing, StatsBoard
 from stream.sources import SourceSpec
 
@@ -110,10 +110,7 @@ def capture_main(job: CaptureJob, stop, go=None, ready=None) -> None:
     ignore_interrupts()
     cv2.setNumThreads(1)
     ctx = zmq.Context()
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.SNDHWM, 0)
-    push.setsockopt(zmq.LINGER, 2000)
-    push.connect(job.flow_endpoint)
+    _, push = event_sockets(ctx, connect=job.flow_endpoint)
     ring = ShmRing(job.ring, create=False)
     stats = StatsBoard(job.stats_name, job.stats_rows, create=False)
     parent = os.getppid()

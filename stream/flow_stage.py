@@ -17,7 +17,7 @@ import zmq
 
 from stream.flow import FlowComputer, FlowSettings, quantize_flow, to_gray
 from stream.messages import FrameReady, SourceEnded, SourceGap, WindowReady, WindowsEnded
-from stream.procs import ignore_interrupts
+from stream.procs import event_sockets, ignore_interrupts
 from stream.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
 from stream.windows import WindowClock
 
@@ -83,12 +83,7 @@ def flow_main(job: FlowJob, stop) -> None:
     ignore_interrupts()
     cv2.setNumThreads(1)
     ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.bind(job.in_endpoint)
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.SNDHWM, 0)
-    push.setsockopt(zmq.LINGER, 2000)
-    push.connect(job.out_endpoint)
+    pull, push = event_sockets(ctx, bind=job.in_endpoint, connect=job.out_endpoint)
     stats = StatsBoard(job.stats_name, len(job.frame_rings), create=False)
     sources = [_SourceFlow(i, job) for i in range(len(job.frame_rings))]
     parent = os.getppid()

@@ -17,7 +17,7 @@ from engines.loader import open_bundle
 from stream.flow import normalize_rgb, stack_flows
 from stream.fusion import fuse_scores
 from stream.messages import WindowReady, WindowResult
-from stream.procs import ignore_interrupts
+from stream.procs import event_sockets, ignore_interrupts
 from stream.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
 
 
@@ -67,12 +67,7 @@ def inference_main(job: InferenceJob, stop) -> None:
     for engine in (loaded.spatial, loaded.temporal):  # the first run allocates: pay it before sources start
         engine.run(np.zeros((1, *engine.input_shape), dtype=engine.input_dtype))
     ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.bind(job.in_endpoint)
-    push = ctx.socket(zmq.PUSH)
-    push.setsockopt(zmq.SNDHWM, 0)
-    push.setsockopt(zmq.LINGER, 2000)
-    push.connect(job.out_endpoint)
+    pull, push = event_sockets(ctx, bind=job.in_endpoint, connect=job.out_endpoint)
     stats = StatsBoard(job.stats_name, len(job.flow_rings), create=False)
     stage = InferenceStage(job, loaded, stats, push)
     parent = os.getppid()

@@ -41,3 +41,23 @@ def quiet_stderr():
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def event_sockets(ctx, *, bind: str | None = None, connect: str | None = None):
+    """(pull, push) for a stage's local event sockets: PULL bound at `bind`, PUSH connected to `connect`.
+
+    The PUSH side never drops (SNDHWM 0: events are small and bounded by the rings) and lingers
+    2 s at close so an end-of-stream marker is delivered when the stage exits.
+    """
+    import zmq
+
+    pull = push = None
+    if bind is not None:
+        pull = ctx.socket(zmq.PULL)
+        pull.bind(bind)
+    if connect is not None:
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.SNDHWM, 0)
+        push.setsockopt(zmq.LINGER, 2000)
+        push.connect(connect)
+    return pull, push
