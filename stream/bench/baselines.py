@@ -1,11 +1,13 @@
-"""Baselines with the same networks, in the same invocation (alternated with the pipeline runs):
+"""Baselines with the same networks, in the same invocation (alternated with the pipeline runs), each a plain
+single-process loop over the video: decode, flow, and every `stride` frames (once L flows exist) the
+spatial and temporal networks in torch eager at batch 1, then fusion.
 
-(a) seed recipe: one plain loop over the video: decode, resize, TV-L1 flow, and every `stride` frames
-    the spatial and temporal networks in torch eager at batch 1 (TV-L1 at the model resolution,
-    which is cheaper than the full-resolution TV-L1 of classic two-stream code: a conservative baseline);
-(b) the same plain loop with the bundle's DIS flow: what most demo scripts do.
-torch uses its default thread count (all cores), as such scripts do. Frames/s = frames ÷ loop time
-(model loading excluded, as for the pipeline's steady frames/s).
+  seed_tvl1_fullres_eager  the seed recipe (two-stream/TSN): TV-L1 on the decoded frames at their own
+                           resolution (as denseflow extracts it), flow resized to the model size
+  seed_tvl1_eager          TV-L1 at the model size (cheaper than the seed: a conservative variant)
+  dis_eager_threadsT       the bundle's DIS flow at the model size: what most demo scripts do, with
+                           torch at T intra-op threads (1 and all cores); ratios use the faster one
+Frames/s = frames / loop time (model loading excluded, as for the pipeline's steady frames/s).
 """
 from __future__ import annotations
 
@@ -21,12 +23,14 @@ ROOT = "reports/baselines"
 
 
 def _frames(ctx: BenchContext, kind: str) -> int:
-    if kind == "seed_tvl1_eager":
+    if kind.startswith("seed_tvl1_fullres"):
+        return 8 if ctx.quick else 24
+    if kind.startswith("seed"):
         return 16 if ctx.quick else 40
     return 60 if ctx.quick else 300
 
 
-def plain_loop(ctx: BenchContext, nets, *, backend: str, max_frames: int) -> tuple[float, int]:
+def plain_loop(ctx: BenchContext, nets, *, backend: str, max_frames: int, full_res: bool = False) -> tuple[float, int]:
     """(frames/s, frames) of the single-process loop; flows/windows exactly as the runtime defines them."""
     import torch
 
@@ -55,10 +59,16 @@ def plain_loop(ctx: BenchContext, nets, *, backend: str, max_frames: int) -> tup
         if not ok:
             break
         rgb = resize_frame(frame, b.input_size)
-        gray = to_gray(rgb)
+        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if full_res else to_gray(rgb)
         frames += 1
         if prev is not None:
-            flows.append(quantize_flow(compute(prev, gray), settings.bound))
+            flow = compute(prev, gray)
+            if full_res:  # resize the field to the model size and scale the displacements with it
+                h, w_ = gray.shape
+                flow = cv2.resize(flow, (b.input_size, b.input_size), interpolation=cv2.INTER_LINEAR)
+                flow[..., 0] *= b.input_size / w_
+                flow[..., 1] *= b.input_size / h
+            flows.append(quantize_flow(flow, settings.bound))
             flows = flows[-b.flow_length:]
             if clock.add_flow():
                 s_in = torch.from_numpy(normalize_rgb(rgb[None], b.mean, b.std))
@@ -72,25 +82,34 @@ def plain_loop(ctx: BenchContext, nets, *, backend: str, max_frames: int) -> tup
     return frames / elapsed, frames
 
 
+KINDS = (("dis_eager_threads1", "dis", 1, False), ("dis_eager_threadsP", "dis", 0, False),
+         ("seed_tvl1_eager", "tvl1", 1, False), ("seed_tvl1_fullres_eager", "tvl1", 1, True))
+
+
 def prepare(ctx: BenchContext) -> bool:
-    ctx.cache["baseline_samples"] = {"dis_eager": [], "seed_tvl1_eager": []}
+    ctx.cache["baseline_samples"] = {k[0]: [] for k in KINDS}
     return eager_networks(ctx) is not None
 
 
 def trial(ctx: BenchContext) -> None:
+    import os
+
     nets = eager_networks(ctx)
     if nets is None:
         return
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(len(__import__("os").sched_getaffinity(0)))  # a demo script's default
-    cv2.setNumThreads(0)
+    cores = len(os.sched_getaffinity(0))
+    cv2.setNumThreads(0)  # OpenCV's default (all cores), as a script gets it
     try:
-        for kind, backend in (("dis_eager", ctx.bundle.flow.backend), ("seed_tvl1_eager", "tvl1")):
-            fps, n = plain_loop(ctx, nets, backend=backend, max_frames=_frames(ctx, kind))
+        for kind, backend, threads, full_res in KINDS:
+            if backend == "dis":
+                backend = ctx.bundle.flow.backend
+            torch.set_num_threads(threads or cores)
+            fps, n = plain_loop(ctx, nets, backend=backend, max_frames=_frames(ctx, kind), full_res=full_res)
             ctx.cache["baseline_samples"][kind].append(fps)
-            ctx.log(f"baseline {kind}: {fps:.1f} frames/s over {n} frames")
+            ctx.log(f"baseline {kind}: {fps:.1f} frames/s over {n} frames (torch threads {threads or cores})")
     finally:
         torch.set_num_threads(before)
         cv2.setNumThreads(1)
@@ -107,13 +126,22 @@ def finish(ctx: BenchContext) -> None:
         if samples:
             r.measure(f"{ROOT}/{kind}/frames_per_s", samples, "frames/s", frames=_frames(ctx, kind),
                       flow="tvl1" if kind.startswith("seed") else ctx.bundle.flow.backend)
+    dis = max((k for k in ("dis_eager_threads1", "dis_eager_threadsP") if ctx.cache["baseline_samples"][k]),
+              key=lambda k: r.value(f"{ROOT}/{k}/frames_per_s"))
+    r.put(f"{ROOT}/dis_eager_best", dis)
     for n_path in sorted(k for k in r.get("reports/throughput") if k.startswith("sources")) \
             if "throughput" in r.doc["reports"] else []:
         n = n_path.replace("sources", "")
         label = f"{n}source{'s' if n != '1' else ''}"
         r.ratio(f"speedup_vs_dis_eager_loop_{label}", f"reports/throughput/{n_path}/frames_per_s",
-                f"{ROOT}/dis_eager/frames_per_s",
-                f"twostream fast-pace frames/s ({n} source(s)) ÷ plain single-process DIS + torch eager loop")
+                f"{ROOT}/{dis}/frames_per_s",
+                f"twostream fast-pace frames/s ({n} source(s)) ÷ plain single-process DIS + torch eager loop "
+                f"(its faster torch thread setting)")
         r.ratio(f"speedup_vs_seed_recipe_{label}", f"reports/throughput/{n_path}/frames_per_s",
+                f"{ROOT}/seed_tvl1_fullres_eager/frames_per_s",
+                f"twostream fast-pace frames/s ({n} source(s)) ÷ seed recipe (source-resolution TV-L1 + torch "
+                f"eager loop)")
+        r.ratio(f"speedup_vs_model_size_tvl1_loop_{label}", f"reports/throughput/{n_path}/frames_per_s",
                 f"{ROOT}/seed_tvl1_eager/frames_per_s",
-                f"twostream fast-pace frames/s ({n} source(s)) ÷ seed recipe (TV-L1 + torch eager loop)")
+                f"twostream fast-pace frames/s ({n} source(s)) ÷ TV-L1 at the model size + torch eager loop "
+                f"(cheaper than the seed recipe)")

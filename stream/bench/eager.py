@@ -29,6 +29,7 @@ class EagerNets:
     temporal: object
     source: str  # "checkpoints", "onnx2torch", "random weights (same architecture)"
     detail: str
+    quantization: str = ""  # the bundle's ([provenance] quantization); eager modules are always fp32
 
 
 def _checkpoints_from_provenance(bundle) -> list[Path]:
@@ -38,13 +39,16 @@ def _checkpoints_from_provenance(bundle) -> list[Path]:
         words = shlex.split(cmd)
     except ValueError:
         return []
-    for w in words:
-        if w.endswith(".pt"):
-            for base in (Path.cwd(), REPO, bundle.path):
-                p = (base / w) if not Path(w).is_absolute() else Path(w)
-                if p.is_file():
-                    found.append(p)
-                    break
+    for w in words[2:]:  # after "twostream export"; run folders resolve as `twostream export` does
+        if w.startswith("-"):
+            continue
+        for base in (Path.cwd(), REPO, bundle.path):
+            p = (base / w) if not Path(w).is_absolute() else Path(w)
+            if p.is_dir():
+                p = next((p / n for n in ("last.pt", "best.pt") if (p / n).is_file()), p)
+            if p.is_file() and p.suffix == ".pt":
+                found.append(p)
+                break
     return found
 
 
@@ -122,6 +126,7 @@ def eager_networks(ctx: BenchContext) -> EagerNets | None:
                          f"arch {bundle.arch or '?'} built with random weights: same speed, different outputs")
     if attempts:
         nets.detail += " (" + "; ".join(attempts) + ")"
+    nets.quantization = str(bundle.provenance.get("quantization", "none"))
     ctx.cache["eager"] = nets
     return nets
 
@@ -138,3 +143,20 @@ def parity(ctx: BenchContext, nets: EagerNets, spatial_in: np.ndarray, temporal_
         et = nets.temporal(torch.from_numpy(temporal_in)).numpy()
     return {"spatial_max_abs_diff": float(np.max(np.abs(es - loaded.spatial.run(spatial_in)))),
             "temporal_max_abs_diff": float(np.max(np.abs(et - loaded.temporal.run(temporal_in))))}
+
+
+def fp32_onnx(ctx: BenchContext, nets: EagerNets) -> tuple[Path, Path] | None:
+    """The eager modules exported to fp32 ONNX (train.onnx_export, the bundle's own exporter) when the bundle
+    itself is quantised: separates what ONNX Runtime gains from what int8/fp16 gains. None otherwise."""
+    if nets.quantization in ("", "none") or nets.source == "onnx2torch":
+        return None
+    if "fp32_onnx" in ctx.cache:
+        return ctx.cache["fp32_onnx"]
+    from train.onnx_export import export_onnx
+
+    b = ctx.bundle
+    out = ctx.tmp / "fp32"
+    s = export_onnx(nets.spatial, out / "spatial.onnx", (3, b.input_size, b.input_size))
+    t = export_onnx(nets.temporal, out / "temporal.onnx", (2 * b.flow_length, b.input_size, b.input_size))
+    ctx.cache["fp32_onnx"] = (s, t)
+    return s, t

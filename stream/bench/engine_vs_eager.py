@@ -3,7 +3,7 @@ eager, on the same real inputs, with the same number of intra-op threads, timed 
 from __future__ import annotations
 
 from stream.bench.common import BenchContext, interleaved
-from stream.bench.eager import eager_networks, parity
+from stream.bench.eager import eager_networks, fp32_onnx, parity
 from stream.bench.stages import loaded_bundle, prepare_inputs, window_batch
 
 ROOT = "reports/engine_vs_eager"
@@ -24,6 +24,16 @@ def run(ctx: BenchContext) -> None:
     loaded = loaded_bundle(ctx)
     r.put(f"{ROOT}/eager_source", nets.source)
     r.put(f"{ROOT}/eager_detail", nets.detail)
+    r.put(f"{ROOT}/bundle_quantization", nets.quantization)
+    fp32 = None
+    if not ctx.quick:
+        paths = fp32_onnx(ctx, nets)
+        if paths is not None:
+            from engines.onnxrt import OnnxRuntimeEngine
+
+            fp32 = [OnnxRuntimeEngine(p, threads=ctx.threads) for p in paths]
+            r.put(f"{ROOT}/fp32_onnx", "the eager modules exported with train.onnx_export (fp32), timed beside the "
+                                       f"{nets.quantization} bundle")
     r.put(f"{ROOT}/threads", {"onnxruntime_intra_op": ctx.threads, "torch": torch.get_num_threads()})
     for batch in batches(ctx):
         rgb, fl = window_batch(ctx, batch)
@@ -41,14 +51,24 @@ def run(ctx: BenchContext) -> None:
                 nets.spatial(ts)
                 nets.temporal(tt)
 
+        fns = {"onnxruntime": ort_window, "torch_eager": eager_window}
+        if fp32 is not None:
+            def ort_fp32_window():
+                fp32[0].run(s_in)
+                fp32[1].run(t_in)
+
+            fns["onnxruntime_fp32"] = ort_fp32_window
         inner = 3 if batch == 1 else 1
-        s = interleaved({"onnxruntime": ort_window, "torch_eager": eager_window},
-                        repeats=max(5, ctx.repeats * 2), warmup=2, inner=inner)
+        s = interleaved(fns, repeats=max(5, ctx.repeats * 2), warmup=2, inner=inner)
         for key, vals in s.items():
             r.measure(f"{ROOT}/batch{batch}/{key}_ms_per_window", [v / batch for v in vals], "ms/window",
                       batch=batch, what="spatial + temporal network, per window")
         r.ratio(f"onnxruntime_speedup_vs_torch_eager_batch{batch}", f"{ROOT}/batch{batch}/torch_eager_ms_per_window",
                 f"{ROOT}/batch{batch}/onnxruntime_ms_per_window",
-                f"torch eager ms/window ÷ ONNX Runtime ms/window at batch {batch} (>1: ONNX Runtime faster)")
+                f"torch eager ms/window ÷ ONNX Runtime ms/window (the bundle as shipped) at batch {batch}")
+        if fp32 is not None:
+            r.ratio(f"onnxruntime_fp32_speedup_vs_torch_eager_batch{batch}",
+                    f"{ROOT}/batch{batch}/torch_eager_ms_per_window", f"{ROOT}/batch{batch}/onnxruntime_fp32_ms_per_window",
+                    f"torch eager ms/window ÷ ONNX Runtime fp32 ms/window at batch {batch} (runtime alone, no int8)")
     ctx.log(f"engine vs eager ({nets.source}): " + ", ".join(
         f"{x['name']} {x['value']:.2f}x" for x in r.doc["ratios"] if x["name"].startswith("onnxruntime_speedup")))

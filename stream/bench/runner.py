@@ -49,7 +49,7 @@ class PipelineRun:
 
 
 def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frames: int = 0, threads: int | None = None,
-                 max_batch: int | None = None) -> PipelineRun:
+                 max_batch: int | None = None, timeout: float = 300.0) -> PipelineRun:
     from stream.client import EndOfStream, Prediction, Status, Subscriber
     from stream.config import Settings
     from stream.pipeline import Pipeline
@@ -95,8 +95,13 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
     sampler = CpuSampler(label_of=label)
 
     def sample():
+        deadline = time.monotonic() + timeout
         while not stop.wait(0.1):
             sampler.sample()
+            if time.monotonic() > deadline and pipeline._signal is None:
+                # a run that does not finish is a result too: stop it the way SIGINT would (drain, then stop)
+                result.errors.append(f"bench watchdog: run exceeded {timeout:g} s, stopped")
+                pipeline._signal = "bench-timeout"
 
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
@@ -108,7 +113,7 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
     t0 = time.time()
     try:
         summary = pipeline.run()
-        result.errors = list(summary.errors) + [f"{k}: {v['error']}" for k, v in summary.eos.items() if v.get("error")]
+        result.errors += list(summary.errors) + [f"{k}: {v['error']}" for k, v in summary.eos.items() if v.get("error")]
     finally:
         result.wall_s = time.time() - t0
         own1 = os.times()
