@@ -160,8 +160,8 @@ def test_page_shows_live_tile_matching_the_published_predictions(shared_data, ti
             browser = pw.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 900, "height": 640})
             page.goto(url)
-            # While the pipeline runs: a live tile whose preview image has loaded.
-            page.wait_for_selector(f'{tile}[data-state="live"] img.shown', timeout=30_000)
+            # While the pipeline runs: a live tile with a prediction and a loaded preview image.
+            page.wait_for_selector(f'{tile}[data-state="live"]:not([data-seq=""]) img.shown', timeout=30_000)
             live_seq = page.get_attribute(tile, "data-seq")
             page.wait_for_timeout(1500)  # let the timeline fill a little for the picture
             full = tmp_path / "view.png"
