@@ -126,3 +126,19 @@ def test_random_split_is_stratified_and_seeded():
     b = random_split(items, 0.25, seed=3)
     assert a == b
     assert sorted(it.label for it in a[1]) == [0, 0, 0, 1, 1, 1]
+
+
+@pytest.mark.parametrize("kind", ["random", "group"])
+def test_cross_validation_folds_are_disjoint_and_cover_everything(kind):
+    items = [VideoItem(f"c{c}/v_X_g{i % 7:02d}_c{c}{i:02d}.avi", c) for c in range(2) for i in range(14)]
+    from train.datasets import Dataset
+
+    dataset = Dataset(root=__import__("pathlib").Path("."), classes=["c0", "c1"], items=items)
+    seen = []
+    for k in range(3):
+        split = make_split(dataset, SplitSpec(kind=kind, group_regex=r"_g(\d+)_", folds=3, fold=k))
+        assert not {it.rel for it in split.train} & {it.rel for it in split.val}
+        seen += [it.rel for it in split.val]
+    assert sorted(seen) == sorted(it.rel for it in items)
+    with pytest.raises(ConfigError, match="--fold 3"):
+        make_split(dataset, SplitSpec(kind=kind, group_regex=r"_g(\d+)_", folds=3, fold=3))

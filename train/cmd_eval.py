@@ -28,6 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--windows", type=int, default=25, help="evenly spaced windows per video")
     parser.add_argument("--max-frames", type=int, default=0, help="decode at most this many frames per video")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--batch", type=int, default=32, help="windows per engine call")
     add_split_arguments(parser)
 
 
@@ -38,8 +39,13 @@ def softmax(x):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def score_video(loaded, frames, flows, windows: int, batch: int = 32) -> tuple:
-    """Mean softmax per stream over evenly spaced windows: (spatial (C,), temporal (C,), windows used)."""
+def score_video(loaded, frames, flows, windows: int, batch: int = 32, timing: dict | None = None) -> tuple:
+    """Mean softmax per stream over evenly spaced windows: (spatial (C,), temporal (C,), windows used).
+
+    timing, if given, accumulates engine seconds per stream (keys spatial, temporal).
+    """
+    import time
+
     import numpy as np
 
     from stream.offline import window_ends, window_inputs
@@ -52,8 +58,16 @@ def score_video(loaded, frames, flows, windows: int, batch: int = 32) -> tuple:
     for i in range(0, len(ends), batch):
         s, t = window_inputs(frames, flows, ends[i:i + batch], flow_length=b.flow_length, mean=b.mean, std=b.std,
                              stacking=b.flow.stacking)
-        ps.append(softmax(loaded.spatial.run(s)))
-        pt.append(softmax(loaded.temporal.run(t)))
+        t0 = time.perf_counter()
+        ls = loaded.spatial.run(s)
+        t1 = time.perf_counter()
+        lt = loaded.temporal.run(t)
+        t2 = time.perf_counter()
+        if timing is not None:
+            timing["spatial"] = timing.get("spatial", 0.0) + (t1 - t0)
+            timing["temporal"] = timing.get("temporal", 0.0) + (t2 - t1)
+        ps.append(softmax(ls))
+        pt.append(softmax(lt))
     return np.concatenate(ps).mean(0), np.concatenate(pt).mean(0), len(ends)
 
 
@@ -129,6 +143,8 @@ def main(args: argparse.Namespace) -> int:
     n = bundle.num_classes
     confusion = {k: np.zeros((n, n), dtype=int) for k in ("spatial", "temporal", "fused")}
     per_video, failed = [], {}
+    timing: dict[str, float] = {}
+    windows_run = 0
     for item in tqdm(sorted(items, key=lambda it: it.rel), desc="eval", unit="video"):
         try:
             if extracted:
@@ -142,7 +158,8 @@ def main(args: argparse.Namespace) -> int:
             failed[item.rel] = str(exc)
             tqdm.write(f"skipped: {exc}")
             continue
-        ps, pt, used = score_video(loaded, frames, flows, args.windows)
+        ps, pt, used = score_video(loaded, frames, flows, args.windows, batch=max(1, args.batch), timing=timing)
+        windows_run += used
         if used == 0:
             failed[item.rel] = f"only {len(frames)} frames: shorter than one window (flow length {bundle.flow_length})"
             continue
@@ -174,6 +191,8 @@ def main(args: argparse.Namespace) -> int:
         "confusion": {"labels": list(bundle.labels), **{k: v.tolist() for k, v in confusion.items()}},
         "fusion_weights": bundle.fusion_weights,
         "windows_per_video": args.windows,
+        "inference_ms_per_window": {k: 1000.0 * v / max(1, windows_run) for k, v in timing.items()},
+        "engine": {"backend": loaded.spatial.backend, "threads": args.threads, "batch": args.batch},
         "model": str(args.model),
         "data": str(args.data),
         "split": split.description,
@@ -183,7 +202,9 @@ def main(args: argparse.Namespace) -> int:
     }
     print(f"{len(per_video)} videos ({subset} of {split.description}); "
           f"spatial {result['spatial']['accuracy']:.3f}  temporal {result['temporal']['accuracy']:.3f}  "
-          f"fused {result['fused']['accuracy']:.3f}" + (f"; {len(failed)} failed" if failed else ""))
+          f"fused {result['fused']['accuracy']:.3f}" + (f"; {len(failed)} failed" if failed else "")
+          + f"; engine ms/window spatial {result['inference_ms_per_window'].get('spatial', 0):.2f} "
+            f"temporal {result['inference_ms_per_window'].get('temporal', 0):.2f}")
     for name, pc in per_class.items():
         print(f"  {name:>20}: {pc['videos']:3d} videos  spatial {pc['spatial']:.2f}  temporal {pc['temporal']:.2f}  "
               f"fused {pc['fused']:.2f}")

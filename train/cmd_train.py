@@ -164,6 +164,11 @@ def main(args: argparse.Namespace) -> int:
         "train_groups": list(split.groups.get("train", [])), "val_groups": list(split.groups.get("val", [])),
         "train_videos": len(split.train), "val_videos": len(split.val), "weights": str(weights),
         "init": args.init if args.stream == "temporal" else "", "seed": args.seed,
+        # camera-motion augmentation: the extraction's flow variants (train.camera_motion), drawn per sample
+        "camera_motion": (index.get("camera_motion") or None) if args.stream == "temporal" else None,
+        "hyperparameters": {"epochs": args.epochs, "batch_size": args.batch_size, "segments": args.segments,
+                            "optimizer": args.optimizer, "lr": args.lr, "weight_decay": args.weight_decay,
+                            "bn": args.bn, "dropout": args.dropout, "clip_grad": args.clip_grad},
         "git_commit": git_commit(repo), "command": "twostream train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
         if len(sys.argv) > 2 else "twostream train",
     }
