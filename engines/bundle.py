@@ -96,6 +96,7 @@ def read_bundle(path: str | Path) -> Bundle:
             preset=flow.get("preset", "fast"),
             bound=float(flow.get("bound", 20.0)),
             stacking=flow.get("stacking", "interleaved"),
+            subtract=flow.get("subtract", "none"),  # bundles from before camera-motion subtraction: raw flow
         ).validate(where=f"{toml_path}: flow")
     except (TypeError, ValueError):
         raise BundleError(f"{toml_path}: [flow] has a value of the wrong type") from None
@@ -197,6 +198,7 @@ def write_bundle_toml(path: str | Path, *, input_size: int, mean, std, flow: Flo
         f"preset = {value(flow.preset)}",
         f"bound = {value(float(flow.bound))}",
         f"stacking = {value(flow.stacking)}",
+        f"subtract = {value(flow.subtract)}",
         f"length = {int(flow_length)}",
         "",
         "[fusion]",

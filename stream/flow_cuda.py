@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from stream.errors import ConfigError
+from stream.flow import subtract_camera_motion
 
 CUDA_FLOW_BACKENDS = ("farneback", "tvl1", "nvof")
 # Which CPU algorithm (stream.flow.BACKENDS) each CUDA backend implements; None: no CPU twin.
@@ -75,7 +76,7 @@ class CudaFlowComputer:
     """Flow between consecutive grayscale frames on the GPU; feed frames in order with push()."""
 
     def __init__(self, backend: str, size: int, *, bundle_backend: str, allow_other_algorithm: bool = False,
-                 ring: int = 2):
+                 ring: int = 2, subtract: str = "none"):
         check_flow_algorithm(bundle_backend, backend, allow_other_algorithm=allow_other_algorithm)
         if cuda_device_count() <= 0:
             from engines.capabilities import GPU_NEEDED
@@ -88,6 +89,7 @@ class CudaFlowComputer:
                               f"(available: {', '.join(opencv_cuda_flow_classes()) or 'none'})")
         self.backend = backend
         self.size = size
+        self.subtract = subtract  # bundle [flow] subtract: the same camera-motion removal as the CPU computer
         self._stream = cv2.cuda.Stream()
         self._frames = [cv2.cuda.GpuMat(size, size, cv2.CV_8UC1) for _ in range(max(2, ring))]
         self._flow = cv2.cuda.GpuMat(size, size, cv2.CV_32FC2)
@@ -137,7 +139,7 @@ class CudaFlowComputer:
             self._flow = self._algo.calc(prev, cur, self._flow, stream=self._stream)
             flow = self._flow.download(stream=self._stream)
         self._stream.waitForCompletion()
-        return flow
+        return subtract_camera_motion(flow, self.subtract)
 
     def _nvof(self, prev, cur) -> np.ndarray:
         raw, _cost = self._algo.calc(prev, cur, None, self._stream)  # S10.5 fixed point at the output grid

@@ -132,11 +132,18 @@ def main(args: argparse.Namespace) -> int:
         "train_commit_spatial": ms["git_commit"],
         "train_commit_temporal": mt["git_commit"],
         "temporal_init": mt.get("init", ""),
+        "flow_subtract": flow.subtract,
+        "camera_motion_augmentation": bool(mt.get("camera_motion")),
         "export_command": "twostream export " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         "export_commit": git,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "quantization": args.quantize,
     }
+    if mt.get("camera_motion"):
+        cm = mt["camera_motion"]
+        provenance["camera_motion_variants"] = int(cm.get("variants", 0))
+        provenance["camera_motion_seed"] = int(cm.get("seed", 0))
+        provenance["camera_motion_settings"] = ", ".join(f"{k}={v}" for k, v in cm.get("settings", {}).items())
     diffs = export_bundle(out_dir, spatial=nets["spatial"], temporal=nets["temporal"], labels=labels,
                           input_size=int(ms["input_size"]), flow_length=int(mt["flow_length"]), flow=flow,
                           mean=ms["mean"], std=ms["std"],

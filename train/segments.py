@@ -3,6 +3,9 @@
 Spatial snippet: one RGB frame. Temporal snippet: the L flow fields ending at a frame, stacked
 with stream.flow.stack_flows, i.e. exactly the runtime's input. Random draws use a generator
 seeded from (seed, epoch, index), so a run reproduces whatever the worker count.
+Camera-motion augmentation: when the extraction holds camera-moved flow variants
+(`twostream extract --camera-motion K`), each training sample draws the clean flow or one of
+the K variants (uniformly; all K snippets of a sample from the same one); validation uses clean flow.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import torch
 
 from stream.flow import normalize_rgb, stack_flows
 from train.datasets import VideoItem
-from train.extract import load_video
+from train.extract import load_flow_variants, load_video
 from train.transforms import augment
 
 
@@ -52,6 +55,8 @@ class SegmentDataset(torch.utils.data.Dataset):
         self.mean, self.std, self.seed = mean, std, seed
         self.epoch = 0
         self.cache = {} if cache else None
+        # Draw among camera-moved flow variants only when training the temporal stream on an extraction that has them.
+        self.camera_motion = bool(train and stream == "temporal" and (index.get("camera_motion") or {}).get("variants"))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -62,9 +67,12 @@ class SegmentDataset(torch.utils.data.Dataset):
     def _load(self, i: int) -> np.ndarray:
         if self.cache is not None and i in self.cache:
             return self.cache[i]
-        frames, flows = load_video(self.root, self.entries[i], frames=self.stream == "spatial",
-                                   flows=self.stream == "temporal")
-        data = frames if self.stream == "spatial" else flows
+        if self.camera_motion:
+            data = load_flow_variants(self.root, self.entries[i])  # (1 + K, N-1, S, S, 2)
+        else:
+            frames, flows = load_video(self.root, self.entries[i], frames=self.stream == "spatial",
+                                       flows=self.stream == "temporal")
+            data = frames if self.stream == "spatial" else flows
         if self.cache is not None:
             self.cache[i] = data
         return data
@@ -72,6 +80,10 @@ class SegmentDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int):
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
         data = self._load(i)
+        if self.camera_motion:
+            # The draw comes first and from the sample's own generator: reproducible, and the same
+            # segment/crop draws follow whichever variant was picked.
+            data = data[rng.integers(len(data))]
         L = self.flow_length
         if self.stream == "spatial":
             idx = segment_indices(0, len(data) - 1, self.segments, rng)
