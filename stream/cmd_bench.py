@@ -49,6 +49,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                                             "(default DATA/replay/mmaction2_test.avi: 320x240, 25 fps)")
     p.add_argument("--quality-data", help="labelled folder-per-class dataset for flow-quality "
                                           "(default DATA/weizmann4)")
+    p.add_argument("--quality-model", help="bundle scored by flow-quality (default --model); a bundle trained with "
+                                           "a group split is scored on its held-out videos")
     p.add_argument("--only", help=f"comma-separated sub-reports: {', '.join(REPORTS)}")
     p.add_argument("--quick", action="store_true", help="small inputs and few repeats (under 2 minutes)")
     p.add_argument("--repeats", type=int, help="repeats per measurement (default 3; --quick: 2)")
@@ -202,7 +204,8 @@ def main(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="twostream-bench-") as tmp:
         ctx = BenchContext(model=inputs["model"], video=inputs["video"], capacity_video=inputs["capacity_video"],
-                           quality_data=inputs["quality_data"], quick=args.quick, repeats=repeats,
+                           quality_data=inputs["quality_data"],
+                           quality_model=Path(args.quality_model) if args.quality_model else None, quick=args.quick, repeats=repeats,
                            threads=args.threads, max_sources=max_sources, tmp=Path(tmp), report=report, log=log)
         report.doc["config"]["bundle"] = {"input_size": ctx.bundle.input_size, "flow_length": ctx.bundle.flow_length,
                                           "flow": ctx.bundle.flow.as_dict(), "arch": ctx.bundle.arch,

@@ -285,6 +285,7 @@ class BenchContext:
     video: Path  # stages, throughput, baselines
     capacity_video: Path  # realtime capacity (320x240 25 fps replay by default)
     quality_data: Path | None  # labelled folder-per-class dataset for flow quality
+    quality_model: Path | None  # bundle scored by flow-quality (None: `model`)
     quick: bool
     repeats: int
     threads: int  # ONNX Runtime intra-op threads (as [engine] threads)

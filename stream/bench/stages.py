@@ -24,13 +24,15 @@ def batch_sizes(ctx: BenchContext) -> list[int]:
 
 def _decode_resize(ctx: BenchContext, max_frames: int) -> tuple[list[float], list[float], int, tuple[int, int]]:
     """(decode ms/frame samples, resize ms/frame samples, frames per sample, source size)."""
+    from stream.capture import open_capture
     from stream.flow import resize_frame
+    from stream.sources import parse_source
 
     size = ctx.bundle.input_size
     dec, res = [], []
     n, shape = 0, (0, 0)
     for _ in range(ctx.repeats):
-        cap = cv2.VideoCapture(str(ctx.video), cv2.CAP_FFMPEG)
+        cap = open_capture(parse_source(str(ctx.video)), open_timeout=10.0, read_timeout=5.0)  # as capture does
         frames = []
         t0 = time.perf_counter()
         while len(frames) < max_frames:
