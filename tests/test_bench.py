@@ -114,13 +114,17 @@ def test_stage_bound_is_recomputed_from_recorded_stage_costs(bench_run):
     for key, entry in doc["reports"]["throughput"].items():
         bound = entry["stage_bound_frames_per_s"]
         inp = bound["inputs"]
-        c = {k: resolve(doc, inp[k])["median"] for k in ("c_cap", "c_flow", "c_inf", "c_pub")}
-        assert c == inp["costs_ms"]
+        costs = resolve(doc, inp["costs"])
         s, p, n = inp["s"], inp["P"], inp["N"]
-        limits = [p * 1000 / (c["c_cap"] + c["c_flow"] + (c["c_inf"] + c["c_pub"]) / s), 1000 / c["c_flow"],
-                  1000 * s / c["c_inf"], 1000 * s / c["c_pub"], n * 1000 / c["c_cap"]]
-        assert bound["value"] == pytest.approx(min(limits), rel=1e-12)
-        assert n == int(key.replace("sources", ""))
+        assert n == int(key.replace("sources", "")) and len(bound["samples"]) == len(entry["frames_per_s"]["samples"])
+        for i, value in enumerate(bound["samples"]):  # one bound per run, from the costs measured after it
+            c = {k: costs[k]["samples"][i] for k in ("c_cap", "c_flow", "c_inf", "c_pub")}
+            limits = [p * 1000 / (c["c_cap"] + c["c_flow"] + (c["c_inf"] + c["c_pub"]) / s), 1000 / c["c_flow"],
+                      1000 * s / c["c_inf"], 1000 * s / c["c_pub"], n * 1000 / c["c_cap"]]
+            assert value == pytest.approx(min(limits), rel=1e-12)
+        avail = entry["stage_bound_available_cores_frames_per_s"]
+        for value, b, p_avail in zip(avail["samples"], bound["samples"], avail["p_avail"]):
+            assert 0 < p_avail <= p and value == pytest.approx(b * p_avail / p, rel=1e-12)
 
 
 def test_targets_refer_to_ratios_or_capacity(bench_run):

@@ -71,6 +71,14 @@ def run(ctx: BenchContext) -> None:
             if vals:
                 level[f"stage_ms_p50_{stage}"] = percentile(vals, 50)
                 level[f"stage_ms_p99_{stage}"] = percentile(vals, 99)
+        t_first = min((t for t, _ in run_.status_log), default=0.0)
+        drops, last = [], {}
+        for t, st in run_.status_log:  # when frames were dropped, seconds after the first status message
+            d = int(st.get("dropped", 0))
+            if d > last.get(st["source"], 0):
+                drops.append([round(t - t_first, 2), st["source"], d - last.get(st["source"], 0)])
+            last[st["source"]] = d
+        level["drop_times_s"] = drops[:50]
         batches = [p.raw.get("batch", 1) for _, p in run_.predictions]
         level["mean_batch"] = sum(batches) / max(1, len(batches))
         level["passed"] = bool(lat) and level["latency_ms_p99"] < P99_LIMIT_MS and dropped == 0 \

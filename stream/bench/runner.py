@@ -19,6 +19,7 @@ class PipelineRun:
     predictions: list = field(default_factory=list)  # (receive time, Prediction)
     eos: dict = field(default_factory=dict)  # source -> EndOfStream raw payload
     status: dict = field(default_factory=dict)  # source -> last status payload
+    status_log: list = field(default_factory=list)  # (receive time, status payload), every one
     lost: int = 0  # predictions missed by the subscriber (seq gaps)
     malformed: int = 0
     cpu_by_stage: dict = field(default_factory=dict)  # stage -> CPU seconds
@@ -85,6 +86,7 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
                 result.eos[msg.source] = msg.raw
             elif isinstance(msg, Status):
                 result.status[msg.source] = msg.raw
+                result.status_log.append((now, msg.raw))
 
     def label(pid: int) -> str | None:
         for key, proc in list(pipeline._procs.items()):

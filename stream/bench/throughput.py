@@ -4,7 +4,7 @@ pipeline efficiency against the bound implied by the isolated stage costs.
 
 Stage-cost bound (frames/s), with costs from the stages report (ms, one core each):
     c_cap  capture work per frame (decode + resize)        c_flow flow-stage work per frame
-    c_inf  inference work per window at the run's batch     c_pub  publish work per window
+    c_inf  inference work per window at the run's mean batch   c_pub  publish work per window
     s      stride (frames per window)   P usable cores   N sources
     per-frame work  c = c_cap + c_flow + (c_inf + c_pub) / s
     bound = min(P * 1000 / c,           all cores busy with useful work
@@ -13,6 +13,9 @@ Stage-cost bound (frames/s), with costs from the stages report (ms, one core eac
                 1000 * s / c_pub,       the supervisor publishing
                 N * 1000 / c_cap)       N capture processes
     efficiency = measured steady frames/s / bound
+The costs are re-measured right after every run (same machine load as the run); the bound is computed per
+run and its median is the denominator. On a machine other processes also use, a second ratio divides by the
+bound scaled to the cores they left free (P_avail = P - their CPU during the run, from /proc/stat).
 Measured frames/s counts frames between each source's first and last published window (start-up and
 drain excluded; the run's wall time including them is recorded too).
 """
@@ -22,7 +25,6 @@ import os
 
 from stream.bench.common import BenchContext, looped_video, median, video_frame_count
 from stream.bench.runner import run_pipeline
-from stream.bench.stages import ensure_costs
 
 ROOT = "reports/throughput"
 
@@ -36,7 +38,6 @@ def _total_frames(ctx: BenchContext) -> int:
 
 
 def prepare(ctx: BenchContext) -> None:
-    ensure_costs(ctx)
     n = ctx.cache.setdefault("video_frames", video_frame_count(ctx.video))
     copies = -(-_total_frames(ctx) // max(1, n))
     ctx.cache["fast_video"] = looped_video(ctx.video, copies, ctx.tmp)
@@ -44,24 +45,44 @@ def prepare(ctx: BenchContext) -> None:
 
 
 def trial(ctx: BenchContext) -> None:
-    """One fast-pace run per source count (cmd_bench alternates these with the baselines)."""
+    """One fast-pace run per source count (cmd_bench alternates these with the baselines), each followed by
+    a fresh measurement of the stage costs, so run and bound see the same machine load."""
     for n in source_counts(ctx):
         per_source = max(60, _total_frames(ctx) // n)
         run = run_pipeline(ctx, video=ctx.cache["fast_video"], sources=n, pace="fast", max_frames=per_source)
+        batches = [p.raw.get("batch", 1) for _, p in run.predictions]
+        run.mean_batch = sum(batches) / max(1, len(batches))
+        run.costs = stage_costs_now(ctx, max(1, min(16, round(run.mean_batch))))
         ctx.cache["throughput_runs"][n].append(run)
         fps, _, _ = run.steady_fps()
         ctx.log(f"throughput: {n} source(s) fast pace: {fps:.0f} frames/s"
                 + (f" (errors: {run.errors})" if run.errors else ""))
 
 
-def _nearest_batch(costs: dict, batch: float) -> int:
-    sizes = sorted(costs["inference"])
-    return min(sizes, key=lambda b: (abs(b - batch), b))
+def stage_costs_now(ctx: BenchContext, batch: int) -> dict:
+    """c_cap, c_flow (ms/frame), c_inf at `batch`, c_pub (ms/window): medians of short isolated measurements."""
+    from stream.bench.common import median
+    from stream.bench.stages import _decode_resize, engine_samples, flow_stage_samples, publish_samples
+
+    dec, res, _, _ = _decode_resize(ctx, 48 if ctx.quick else 120)
+    frames = ctx.frames(max_frames=48 if ctx.quick else 160)
+    flow = flow_stage_samples(ctx, frames, min(len(frames) - 1, 24 if ctx.quick else 64))
+    eng = engine_samples(ctx, batch)
+    per_window = [sum(x) / batch for x in zip(*eng.values())]
+    return {"c_cap": median([a + b for a, b in zip(dec, res)]), "c_flow": median(flow), "c_inf": median(per_window),
+            "c_pub": median(publish_samples(ctx)), "batch": batch}
+
+
+def bound_limits(c: dict, *, cores: float, stride: int, sources: int) -> dict:
+    """The frames/s each resource allows (see the module docstring); the bound is their minimum."""
+    per_frame_work = c["c_cap"] + c["c_flow"] + (c["c_inf"] + c["c_pub"]) / stride
+    return {"all_cores": cores * 1000.0 / per_frame_work, "flow_process": 1000.0 / c["c_flow"],
+            "inference_process": 1000.0 * stride / c["c_inf"], "publisher": 1000.0 * stride / c["c_pub"],
+            "capture_processes": sources * 1000.0 / c["c_cap"]}
 
 
 def finish(ctx: BenchContext) -> None:
     r = ctx.report
-    costs = ensure_costs(ctx)
     cores = len(os.sched_getaffinity(0))
     from stream.config import Settings
 
@@ -74,9 +95,7 @@ def finish(ctx: BenchContext) -> None:
         r.measure(f"{base}/wall_frames_per_s", [x.frames / x.wall_s for x in runs], "frames/s",
                   what="frames ÷ whole Pipeline.run() wall time (start-up and shut-down included)")
         r.put(f"{base}/frames", [x.frames for x in runs])
-        batches = [p.raw.get("batch", 1) for x in runs for _, p in x.predictions]
-        mean_batch = sum(batches) / max(1, len(batches))
-        r.put(f"{base}/mean_batch", mean_batch)
+        r.put(f"{base}/mean_batch", [x.mean_batch for x in runs])
         r.put(f"{base}/errors", sorted({e for x in runs for e in x.errors}))
         stages = sorted({k for x in runs for k in x.cpu_by_stage} | {"supervisor"})
         per_frame = {}
@@ -85,19 +104,30 @@ def finish(ctx: BenchContext) -> None:
                     / max(1, x.frames) for x in runs]
             per_frame[st] = median(vals)
         r.put(f"{base}/cpu_ms_per_frame_in_pipeline", per_frame)
-        b = _nearest_batch(costs, mean_batch)
-        paths = {"c_cap": costs["capture"], "c_flow": costs["flow"], "c_inf": costs["inference"][b],
-                 "c_pub": costs["publish"]}
-        c = {k: r.value(p) for k, p in paths.items()}
-        per_frame_work = c["c_cap"] + c["c_flow"] + (c["c_inf"] + c["c_pub"]) / stride
-        limits = {"all_cores": cores * 1000.0 / per_frame_work, "flow_process": 1000.0 / c["c_flow"],
-                  "inference_process": 1000.0 * stride / c["c_inf"], "publisher": 1000.0 * stride / c["c_pub"],
-                  "capture_processes": n * 1000.0 / c["c_cap"]}
-        bound = min(limits.values())
-        r.derived(f"{base}/stage_bound_frames_per_s", bound, "frames/s",
-                  "min(P*1000/(c_cap+c_flow+(c_inf+c_pub)/s), 1000/c_flow, 1000*s/c_inf, 1000*s/c_pub, N*1000/c_cap)",
-                  {**paths, "P": cores, "s": stride, "N": n, "batch_for_c_inf": b, "costs_ms": c,
-                   "limits_frames_per_s": limits, "binding": min(limits, key=limits.get)})
-        r.ratio(f"pipeline_efficiency_{n}source{'s' if n > 1 else ''}", f"{base}/frames_per_s",
-                f"{base}/stage_bound_frames_per_s",
-                f"measured fast-pace frames/s ÷ stage-cost bound, {n} source(s)")
+        for key in ("c_cap", "c_flow", "c_inf", "c_pub"):
+            r.measure(f"{base}/costs/{key}", [x.costs[key] for x in runs], "ms/frame" if key in ("c_cap", "c_flow")
+                      else "ms/window", batches=[x.costs["batch"] for x in runs])
+        bounds, bounds_avail, limits_all, avail = [], [], [], []
+        for x in runs:
+            limits = bound_limits(x.costs, cores=cores, stride=stride, sources=n)
+            limits_all.append(limits)
+            bounds.append(min(limits.values()))
+            ours = sum(x.cpu_by_stage.values()) + x.supervisor_cpu_s
+            others = max(0.0, x.machine_busy_s - ours) / max(1e-9, x.wall_s)  # cores other processes used
+            p_avail = max(0.05, cores - others)
+            avail.append(p_avail)
+            bounds_avail.append(min(limits.values()) * p_avail / cores)
+        formula = ("per run: min(P*1000/(c_cap+c_flow+(c_inf+c_pub)/s), 1000/c_flow, 1000*s/c_inf, 1000*s/c_pub, "
+                   "N*1000/c_cap) with that run's costs (costs/<c>/samples[i])")
+        r.measure(f"{base}/stage_bound_frames_per_s", bounds, "frames/s", formula=formula,
+                  inputs={"costs": f"{base}/costs", "P": cores, "s": stride, "N": n, "limits_frames_per_s": limits_all,
+                          "binding": [min(lim, key=lim.get) for lim in limits_all]})
+        r.measure(f"{base}/stage_bound_available_cores_frames_per_s", bounds_avail, "frames/s",
+                  formula="stage bound x P_avail / P, P_avail = P - CPU used by other processes during the run "
+                          "(/proc/stat busy minus this pipeline's processes)", p_avail=avail)
+        label = f"{n}source{'s' if n > 1 else ''}"
+        r.ratio(f"pipeline_efficiency_{label}", f"{base}/frames_per_s", f"{base}/stage_bound_frames_per_s",
+                f"measured fast-pace frames/s ÷ stage-cost bound on all {cores} cores, {n} source(s)")
+        r.ratio(f"pipeline_efficiency_available_cores_{label}", f"{base}/frames_per_s",
+                f"{base}/stage_bound_available_cores_frames_per_s",
+                f"measured fast-pace frames/s ÷ stage-cost bound on the cores other processes left free, {n} source(s)")
