@@ -140,3 +140,31 @@ def test_make_tiny_bundle_loads_and_runs(tmp_path):
 def test_train_on_missing_extraction_is_a_clear_error(tmp_path, capsys):
     assert cli(["train", "--stream", "spatial", str(tmp_path)]) == 2
     assert "twostream extract" in capsys.readouterr().err
+
+
+def test_int8_and_fp16_conversion_keep_the_runtime_interface(extraction, tmp_path):
+    from engines.onnxrt import OnnxRuntimeEngine
+    from stream.offline import window_ends, window_inputs
+    from train.extract import load_video
+    from train.quantize import compare, convert_fp16, quantize_int8
+    from train.testing import make_tiny_bundle
+
+    make_tiny_bundle(tmp_path / "b", num_classes=2, input_size=64, flow_length=4, seed=2)
+    index = read_index(extraction)
+    spatial = []
+    for entry in index["videos"].values():
+        frames, flows = load_video(extraction, entry)
+        s, _ = window_inputs(frames, flows, window_ends(len(frames), 4, 6), flow_length=4, mean=(127,) * 3,
+                             std=(128,) * 3, stacking="interleaved")
+        spatial.append(s)
+    real = np.concatenate(spatial)
+    fp32 = OnnxRuntimeEngine(tmp_path / "b" / "spatial.onnx")
+    ref = fp32.run(real)
+    q8 = quantize_int8(tmp_path / "b" / "spatial.onnx", tmp_path / "s8.onnx", real)
+    f16 = convert_fp16(tmp_path / "b" / "spatial.onnx", tmp_path / "s16.onnx")
+    for path in (q8, f16):
+        engine = OnnxRuntimeEngine(path)  # float32 in, (B, classes) out: the runtime feeds it unchanged
+        assert engine.input_shape == (3, 64, 64) and engine.num_outputs == 2
+        scale = float(np.abs(ref).max())
+        assert compare(ref, path, real)["max_abs_diff"] < 0.1 * scale + 1e-3
+    assert q8.stat().st_size > 0 and f16.stat().st_size < (tmp_path / "b" / "spatial.onnx").stat().st_size
