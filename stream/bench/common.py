@@ -24,20 +24,24 @@ def median(values) -> float:
     return float(statistics.median(values))
 
 
-def time_call(fn, *, repeats: int, warmup: int = 1, inner: int = 1) -> list[float]:
-    """Milliseconds per call of fn() (each sample = mean over `inner` calls), after `warmup` calls."""
+def time_call(fn, *, repeats: int, warmup: int = 1, inner: int = 1, clock=time.perf_counter) -> list[float]:
+    """Milliseconds per call of fn() (each sample = mean over `inner` calls), after `warmup` calls.
+
+    clock: time.perf_counter (wall) or time.thread_time (CPU time of this thread: the work itself, without
+    the time other processes held the core; used for single-threaded stage costs)."""
     for _ in range(warmup):
         fn()
     samples = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(inner):
             fn()
-        samples.append((time.perf_counter() - t0) * 1000.0 / inner)
+        samples.append((clock() - t0) * 1000.0 / inner)
     return samples
 
 
-def interleaved(fns: dict, *, repeats: int, warmup: int = 1, inner: int = 1) -> dict[str, list[float]]:
+def interleaved(fns: dict, *, repeats: int, warmup: int = 1, inner: int = 1,
+                clock=time.perf_counter) -> dict[str, list[float]]:
     """Time several callables alternately (a, b, a, b, ...) so machine-load drift hits all of them alike."""
     for fn in fns.values():
         for _ in range(warmup):
@@ -45,10 +49,10 @@ def interleaved(fns: dict, *, repeats: int, warmup: int = 1, inner: int = 1) -> 
     out = {k: [] for k in fns}
     for _ in range(repeats):
         for key, fn in fns.items():
-            t0 = time.perf_counter()
+            t0 = clock()
             for _ in range(inner):
                 fn()
-            out[key].append((time.perf_counter() - t0) * 1000.0 / inner)
+            out[key].append((clock() - t0) * 1000.0 / inner)
     return out
 
 

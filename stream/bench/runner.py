@@ -26,10 +26,33 @@ class PipelineRun:
     supervisor_cpu_s: float = 0.0
     machine_busy_s: float = 0.0  # whole-machine busy CPU seconds during the run (includes other users)
     errors: list = field(default_factory=list)
+    cpu_series: list = field(default_factory=list)  # (time, CPU s of this pipeline so far, machine busy CPU s)
+
+    def steady_window(self) -> tuple[float, float]:
+        """(first, last) publication time over all sources: the interval steady_fps() counts."""
+        if not self.predictions:
+            return 0.0, 0.0
+        return self.predictions[0][0], self.predictions[-1][0]
+
+    def others_cores(self, t0: float, t1: float) -> tuple[float, bool]:
+        """Cores used by processes outside this pipeline between t0 and t1 (from the 0.1 s CPU samples);
+        (value, True) when at least two samples fall in the interval, else over the whole run (False)."""
+        inside = [x for x in self.cpu_series if t0 <= x[0] <= t1]
+        if len(inside) >= 2:
+            (ta, oa, ba), (tb, ob, bb) = inside[0], inside[-1]
+            return max(0.0, (bb - ba) - (ob - oa)) / (tb - ta), True
+        ours = sum(self.cpu_by_stage.values()) + self.supervisor_cpu_s
+        return max(0.0, self.machine_busy_s - ours) / max(1e-9, self.wall_s), False
 
     @property
     def frames(self) -> int:
-        return sum(int(e.get("frames", 0)) for e in self.eos.values())
+        """Frames per the end-of-stream messages; for a source whose EOS never came, its last published frame + 1."""
+        total = sum(int(e.get("frames", 0)) for e in self.eos.values())
+        last: dict[str, int] = {}
+        for _, p in self.predictions:
+            if p.source not in self.eos:
+                last[p.source] = p.frame + 1
+        return total + sum(last.values())
 
     def steady_fps(self) -> tuple[float, int, float]:
         """(frames/s, frames, seconds) between each source's first and last prediction.
@@ -100,6 +123,9 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
         deadline = time.monotonic() + timeout
         while not stop.wait(0.1):
             sampler.sample()
+            own = os.times()
+            ours = sum(sampler.by_label().values()) + (own.user + own.system) - (own0.user + own0.system)
+            result.cpu_series.append((time.time(), ours, machine_cpu_seconds()))
             if time.monotonic() > deadline and pipeline._signal is None:
                 # a run that does not finish is a result too: stop it the way SIGINT would (drain, then stop)
                 result.errors.append(f"bench watchdog: run exceeded {timeout:g} s, stopped")
@@ -108,10 +134,10 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
     listener = threading.Thread(target=listen, daemon=True)
     listener.start()
     time.sleep(0.3)  # the SUB socket connects before the first message (it reconnects every 20 ms)
-    sampling = threading.Thread(target=sample, daemon=True)
-    sampling.start()
     own0 = os.times()
     busy0 = machine_cpu_seconds()
+    sampling = threading.Thread(target=sample, daemon=True)
+    sampling.start()
     t0 = time.time()
     try:
         summary = pipeline.run()

@@ -1,4 +1,6 @@
-"""Stage costs on real footage, each in isolation on one core: decode, resize, flow per backend at the
+"""Stage costs on real footage, each in isolation on one core, in CPU time of the measuring thread
+(time.thread_time: every stage runs single-threaded, and CPU time does not count the time other
+processes on a shared machine held the core): decode, resize, flow per backend at the
 model resolution, window preparation, spatial/temporal engines per window at several batch sizes,
 fusion and publishing.
 
@@ -34,19 +36,19 @@ def _decode_resize(ctx: BenchContext, max_frames: int) -> tuple[list[float], lis
     for _ in range(ctx.repeats):
         cap = open_capture(parse_source(str(ctx.video)), open_timeout=10.0, read_timeout=5.0)  # as capture does
         frames = []
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         while len(frames) < max_frames:
             ok, frame = cap.read()
             if not ok:
                 break
             frames.append(frame)
-        t1 = time.perf_counter()
+        t1 = time.thread_time()
         cap.release()
         if not frames:
             raise RuntimeError(f"{ctx.video}: no frame decoded")
         for f in frames:
             resize_frame(f, size)
-        t2 = time.perf_counter()
+        t2 = time.thread_time()
         n, shape = len(frames), frames[0].shape[:2]
         dec.append((t1 - t0) * 1000.0 / n)
         res.append((t2 - t1) * 1000.0 / n)
@@ -63,10 +65,10 @@ def flow_samples(ctx: BenchContext, backend: str, preset: str, frames: np.ndarra
     compute(gray[0], gray[1])  # warm-up (allocations)
     out = []
     for _ in range(ctx.repeats):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         for i in range(1, len(gray)):
             compute(gray[i - 1], gray[i])
-        out.append((time.perf_counter() - t0) * 1000.0 / (len(gray) - 1))
+        out.append((time.thread_time() - t0) * 1000.0 / (len(gray) - 1))
     return out
 
 
@@ -79,13 +81,13 @@ def flow_stage_samples(ctx: BenchContext, frames: np.ndarray, pairs: int) -> lis
     use = frames[:pairs + 1]
     out = []
     for _ in range(ctx.repeats + 1):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         prev = to_gray(use[0])
         for i in range(1, len(use)):
             gray = to_gray(use[i])
             quantize_flow(compute(prev, gray), b.flow.bound)
             prev = gray
-        out.append((time.perf_counter() - t0) * 1000.0 / (len(use) - 1))
+        out.append((time.thread_time() - t0) * 1000.0 / (len(use) - 1))
     return out[1:]
 
 
@@ -138,7 +140,7 @@ def engine_samples(ctx: BenchContext, batch: int) -> dict[str, list[float]]:
         "spatial": lambda: loaded.spatial.run(s_in),
         "temporal": lambda: loaded.temporal.run(t_in),
         "fusion": lambda: fuse_scores(s_out, t_out, spatial_weight=w["spatial"], temporal_weight=w["temporal"]),
-    }, repeats=max(3, ctx.repeats), warmup=2, inner=inner)
+    }, repeats=max(3, ctx.repeats), warmup=2, inner=inner, clock=time.thread_time)
 
 
 def _publisher_kwargs(b) -> dict:
@@ -173,7 +175,7 @@ def publish_samples(ctx: BenchContext, messages: int = 200) -> list[float]:
                      gap_seconds=0.0)
     try:
         return time_call(lambda: pub.publish_prediction(r), repeats=ctx.repeats, warmup=20,
-                         inner=messages // (4 if ctx.quick else 1))
+                         inner=messages // (4 if ctx.quick else 1), clock=time.thread_time)
     finally:
         pub.close()
         ctx_z.term()

@@ -49,7 +49,8 @@ def trial(ctx: BenchContext) -> None:
     a fresh measurement of the stage costs, so run and bound see the same machine load."""
     for n in source_counts(ctx):
         per_source = max(60, _total_frames(ctx) // n)
-        run = run_pipeline(ctx, video=ctx.cache["fast_video"], sources=n, pace="fast", max_frames=per_source)
+        run = run_pipeline(ctx, video=ctx.cache["fast_video"], sources=n, pace="fast", max_frames=per_source,
+                           timeout=60.0 + per_source * n / 100.0)
         batches = [p.raw.get("batch", 1) for _, p in run.predictions]
         run.mean_batch = sum(batches) / max(1, len(batches))
         run.costs = stage_costs_now(ctx, max(1, min(16, round(run.mean_batch))))
@@ -112,8 +113,7 @@ def finish(ctx: BenchContext) -> None:
             limits = bound_limits(x.costs, cores=cores, stride=stride, sources=n)
             limits_all.append(limits)
             bounds.append(min(limits.values()))
-            ours = sum(x.cpu_by_stage.values()) + x.supervisor_cpu_s
-            others = max(0.0, x.machine_busy_s - ours) / max(1e-9, x.wall_s)  # cores other processes used
+            others, _ = x.others_cores(*x.steady_window())  # cores other processes used meanwhile
             p_avail = max(0.05, cores - others)
             avail.append(p_avail)
             bounds_avail.append(min(limits.values()) * p_avail / cores)
@@ -123,8 +123,9 @@ def finish(ctx: BenchContext) -> None:
                   inputs={"costs": f"{base}/costs", "P": cores, "s": stride, "N": n, "limits_frames_per_s": limits_all,
                           "binding": [min(lim, key=lim.get) for lim in limits_all]})
         r.measure(f"{base}/stage_bound_available_cores_frames_per_s", bounds_avail, "frames/s",
-                  formula="stage bound x P_avail / P, P_avail = P - CPU used by other processes during the run "
-                          "(/proc/stat busy minus this pipeline's processes)", p_avail=avail)
+                  formula="stage bound x P_avail / P, P_avail = P - cores used by other processes while the run was "
+                          "steady (/proc/stat busy minus this pipeline's processes, sampled every 0.1 s)",
+                  p_avail=avail)
         label = f"{n}source{'s' if n > 1 else ''}"
         r.ratio(f"pipeline_efficiency_{label}", f"{base}/frames_per_s", f"{base}/stage_bound_frames_per_s",
                 f"measured fast-pace frames/s ÷ stage-cost bound on all {cores} cores, {n} source(s)")
