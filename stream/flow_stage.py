@@ -52,7 +52,7 @@ def make_flow_computer(job: FlowJob, size: int):
             f"[pipeline] flow_device = 'cuda': the bundle's flow algorithm {backend!r} has no CUDA version; keep "
             f"flow_device = 'cpu', or choose cuda_flow_backend and set allow_other_flow = true to accept another")
     return CudaFlowComputer(backend, size, bundle_backend=job.flow_settings.backend,
-                            allow_other_algorithm=job.allow_other_flow)
+                            allow_other_algorithm=job.allow_other_flow, subtract=job.flow_settings.subtract)
 
 
 class _SourceFlow:
