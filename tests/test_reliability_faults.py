@@ -1,7 +1,7 @@
 """Reliability under process faults, broken files, slow subscribers and signals, with real `twostream run`
 processes, real ZeroMQ sockets and real (ffmpeg-made) H.264 files.
 
-Numbers measured here are printed (pytest -s) and quoted in docs/failure_behaviour.md.
+Numbers measured here are printed (pytest -s) and quoted in README.md (Failure behaviour).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 real ZeroMQ subscribers: predictions from RTSP, server restart -> reconnect with `gap`, stall detection,
 a server that never answers, credentials never shown.
 
-Timings measured here are printed (pytest -s) and quoted in docs/failure_behaviour.md.
+Timings measured here are printed (pytest -s) and quoted in README.md (Failure behaviour).
 """
 from __future__ import annotations
 
