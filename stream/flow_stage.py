@@ -39,20 +39,21 @@ class FlowJob:
     allow_other_flow: bool = False
 
 
-def make_flow_computer(job: FlowJob, size: int):
+def make_flow_computer(settings: FlowSettings, size: int, *, flow_device: str = "cpu", cuda_flow_backend: str = "same",
+                       allow_other_flow: bool = False):
     """The CPU FlowComputer, or the CUDA one when configured (refusing another algorithm unless allowed)."""
-    if job.flow_device != "cuda":
-        return FlowComputer(job.flow_settings)
+    if flow_device != "cuda":
+        return FlowComputer(settings)
     from stream.errors import ConfigError
     from stream.flow_cuda import CUDA_FLOW_BACKENDS, CudaFlowComputer
 
-    backend = job.flow_settings.backend if job.cuda_flow_backend == "same" else job.cuda_flow_backend
+    backend = settings.backend if cuda_flow_backend == "same" else cuda_flow_backend
     if backend not in CUDA_FLOW_BACKENDS:
         raise ConfigError(
             f"[pipeline] flow_device = 'cuda': the bundle's flow algorithm {backend!r} has no CUDA version; keep "
             f"flow_device = 'cpu', or choose cuda_flow_backend and set allow_other_flow = true to accept another")
-    return CudaFlowComputer(backend, size, bundle_backend=job.flow_settings.backend,
-                            allow_other_algorithm=job.allow_other_flow, subtract=job.flow_settings.subtract)
+    return CudaFlowComputer(backend, size, bundle_backend=settings.backend, allow_other_algorithm=allow_other_flow,
+                            subtract=settings.subtract)
 
 
 class _SourceFlow:
@@ -62,7 +63,9 @@ class _SourceFlow:
         self.frames = ShmRing(job.frame_rings[source], create=False)
         self.flows = ShmRing(job.flow_rings[source], create=False)
         shape = job.frame_rings[source].fields[0][1]
-        self.compute = make_flow_computer(job, shape[0])
+        self.compute = make_flow_computer(job.flow_settings, shape[0], flow_device=job.flow_device,
+                                          cuda_flow_backend=job.cuda_flow_backend,
+                                          allow_other_flow=job.allow_other_flow)
         self.bound = job.flow_settings.bound
         self.clock = WindowClock(job.flow_length, job.stride)
         self.pushes_every_frame = job.flow_device == "cuda"  # the CUDA computer keeps its own previous frame

@@ -99,8 +99,8 @@ class Pipeline:
         if p.flow_device == "cuda":  # fail now, with the reason, rather than in the flow process
             from stream.flow_stage import make_flow_computer
 
-            make_flow_computer(FlowJob((), (), (), "", self.bundle.flow, 0, 1, 1, "", "", p.flow_device,
-                                       p.cuda_flow_backend, p.allow_other_flow), self.bundle.input_size)
+            make_flow_computer(self.bundle.flow, self.bundle.input_size, flow_device=p.flow_device,
+                               cuda_flow_backend=p.cuda_flow_backend, allow_other_flow=p.allow_other_flow)
         self._mp = mp.get_context("spawn")
         self._stop_capture = self._mp.Event()
         self._stop_stages = self._mp.Event()
