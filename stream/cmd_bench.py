@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -204,7 +205,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"[{time.time() - t_start:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="twostream-bench-") as tmp:
-        ctx = BenchContext(model=inputs["model"], video=inputs["video"], capacity_video=inputs["capacity_video"],
+        # one snapshot of the bundle for the whole invocation: every part measures the same model even if
+        # the bundle directory is replaced meanwhile (it was, during a run on the shared dev machine)
+        snapshot = Path(tmp) / "model"
+        shutil.copytree(inputs["model"], snapshot)
+        report.doc["config"]["model_snapshot_of"] = str(inputs["model"])
+        ctx = BenchContext(model=snapshot, video=inputs["video"], capacity_video=inputs["capacity_video"],
                            quality_data=inputs["quality_data"],
                            quality_model=Path(args.quality_model) if args.quality_model else None, quick=args.quick, repeats=repeats,
                            threads=args.threads, max_sources=max_sources, tmp=Path(tmp), report=report, log=log)
