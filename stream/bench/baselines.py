@@ -36,13 +36,15 @@ def plain_loop(ctx: BenchContext, nets, *, backend: str, max_frames: int, full_r
     """(frames/s, frames) of the single-process loop; flows/windows exactly as the runtime defines them."""
     import torch
 
-    from stream.flow import FlowComputer, FlowSettings, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
+    from dataclasses import replace
+
+    from stream.flow import FlowComputer, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
     from stream.fusion import fuse_scores
     from stream.config import Settings
     from stream.windows import WindowClock
 
     b = ctx.bundle
-    settings = FlowSettings(backend=backend, preset=b.flow.preset, bound=b.flow.bound, stacking=b.flow.stacking)
+    settings = replace(b.flow, backend=backend)  # everything else as the bundle says (bound, stacking, subtract)
     compute = FlowComputer(settings)
     stride = Settings().pipeline.stride  # the same windows as the pipeline
     video = ctx.cache.get("fast_video", ctx.video)

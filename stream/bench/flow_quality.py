@@ -13,12 +13,12 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from engines.bundle import write_bundle_toml
 from stream.bench.common import BenchContext
 from stream.bench.stages import FLOW_VARIANTS
-from stream.flow import FlowSettings
 
 ROOT = "reports/flow_quality"
 REPO = Path(__file__).resolve().parents[2]
@@ -31,8 +31,7 @@ def _bundle_with_flow(ctx: BenchContext, b, backend: str, preset: str) -> Path:
     out.mkdir(parents=True)
     for f in (b.spatial_file, b.temporal_file, b.path / "labels.txt"):
         shutil.copyfile(f, out / f.name)
-    flow = FlowSettings(backend=backend, preset=preset if backend == "dis" else b.flow.preset, bound=b.flow.bound,
-                        stacking=b.flow.stacking)
+    flow = replace(b.flow, backend=backend, preset=preset if backend == "dis" else b.flow.preset)  # keeps subtract
     prov = {k: v for k, v in b.provenance.items() if isinstance(v, (str, int, float, bool))}
     prov["bench_note"] = f"copy of {b.path} with flow backend {backend}"
     write_bundle_toml(out, input_size=b.input_size, mean=b.mean, std=b.std, flow=flow, flow_length=b.flow_length,
