@@ -17,7 +17,7 @@ import zmq
 
 from stream.flow import resize_frame
 from stream.config import PreviewSettings
-from stream.messages import FrameReady, SourceEnded, SourceGap
+from stream.messages import FrameReady, SourceEnded
 from stream.preview import PreviewEncoder
 from stream.procs import event_sockets, ignore_interrupts
 from stream.shm import RingLayout, ShmRing, StatsBoard
@@ -113,7 +113,8 @@ def capture_main(job: CaptureJob, stop, go=None, ready=None) -> None:
     ignore_interrupts()
     cv2.setNumThreads(1)
     ctx = zmq.Context()
-    _, push = event_sockets(ctx, connect=job.flow_endpoint)
+    # The end marker must survive a busy (or restarting) flow stage: wait up to 30 s for its delivery.
+    _, push = event_sockets(ctx, connect=job.flow_endpoint, linger_ms=30000)
     ring = ShmRing(job.ring, create=False)
     stats = StatsBoard(job.stats_name, job.stats_rows, create=False)
     parent = os.getppid()
@@ -152,6 +153,7 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
         encoder = PreviewEncoder(source=job.source, width=job.preview.width, fps=job.preview.fps,
                                  quality=job.preview.quality)
     frames = 0
+    epoch = 0  # bumped at every reconnect: the flow stage restarts its chain exactly there
     attempts = 0
     backoff = job.reconnect_initial
     outage_started: float | None = None
@@ -180,7 +182,10 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
             seconds = time.time() - outage_started
             gap_frames = int(round(seconds * (fps if 0 < fps < 1000 else 25.0)))
             stats.add(job.source, "reconnects")
-            push.send_pyobj(SourceGap(source=job.source, frames=gap_frames, seconds=seconds))
+            # Published before the first frame after the gap; the new epoch in the frame ring marks where it is.
+            stats.set(job.source, "gap_frames", gap_frames)
+            stats.set(job.source, "gap_seconds", seconds)
+            epoch += 1
         attempts, backoff, outage_started = 0, job.reconnect_initial, None
         stats.set(job.source, "attempts", 0)
         stats.set_state(job.source, "live")
@@ -211,7 +216,7 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
             if spec.kind == "file" and job.pace == "fast":
                 if not ring.wait_for_space(stop):
                     break
-            index = ring.write(frame=frames, t_capture=t_capture, frame_rgb=small)
+            index = ring.write(frame=frames, t_capture=t_capture, epoch=epoch, frame_rgb=small)
             frames += 1
             stats.set(job.source, "frames", frames)
             stats.set(job.source, "t_last_frame", t_capture)

@@ -3,7 +3,7 @@ frames, keeps the per-source flow ring (quantised flow + the newer frame) and an
 
 Live sources get latest-frame semantics: when more than `live_queue` frames wait, the
 older ones are skipped (counted as dropped) and flow is computed across the skip.
-After a reconnect (SourceGap) the chain restarts, so no window spans an outage.
+After a reconnect (a new epoch in the frame ring) the chain restarts, so no window spans an outage.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import zmq
 
 from stream.flow import FlowComputer, FlowSettings, quantize_flow, to_gray
-from stream.messages import FrameReady, SourceEnded, SourceGap, WindowReady, WindowsEnded
+from stream.messages import FrameReady, SourceEnded, WindowReady, WindowsEnded
 from stream.procs import event_sockets, ignore_interrupts
 from stream.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
 from stream.windows import WindowClock
@@ -73,6 +73,7 @@ class _SourceFlow:
         self.next_index = self.frames.consumed  # resume where a previous incarnation stopped
         self.windows = 0
         self.gap = (0, 0.0)
+        self.epoch: int | None = None  # a restarted stage adopts the current epoch without reporting a gap
         self.rgb = np.empty(shape, dtype=np.uint8)
 
     def restart_chain(self) -> None:
@@ -94,19 +95,23 @@ def flow_main(job: FlowJob, stop) -> None:
         while not stop.is_set() and os.getppid() == parent:
             if not pull.poll(100):
                 continue
-            msg = pull.recv_pyobj()
-            if isinstance(msg, FrameReady):
-                _advance(sources[msg.source], job, stats, push, stop)
-            elif isinstance(msg, SourceGap):
-                src = sources[msg.source]
-                _advance(src, job, stats, push, stop)
-                src.restart_chain()
-                src.gap = (msg.frames, msg.seconds)
-            elif isinstance(msg, SourceEnded):
-                src = sources[msg.source]
-                _advance(src, job, stats, push, stop)
-                push.send_pyobj(WindowsEnded(source=msg.source, frames=msg.frames, windows=src.windows,
-                                             error=msg.error))
+            # Drain every pending event: one FrameReady per frame would otherwise pile up behind a busy
+            # flow stage (each _advance handles all frames written so far), delaying end markers.
+            dirty: dict[int, None] = {}
+            while True:
+                msg = pull.recv_pyobj()
+                if isinstance(msg, FrameReady):
+                    dirty[msg.source] = None
+                elif isinstance(msg, SourceEnded):
+                    src = sources[msg.source]
+                    _advance(src, job, stats, push, stop)
+                    dirty.pop(msg.source, None)
+                    push.send_pyobj(WindowsEnded(source=msg.source, frames=msg.frames, windows=src.windows,
+                                                 error=msg.error))
+                if not pull.poll(0):
+                    break
+            for source in dirty:
+                _advance(sources[source], job, stats, push, stop)
     finally:
         pull.close(0)
         push.close()
@@ -127,7 +132,7 @@ def _advance(src: _SourceFlow, job: FlowJob, stats: StatsBoard, push, stop) -> N
     while src.next_index < written:
         index = src.next_index
         try:
-            frame_no, t_capture, _ = src.frames.meta(index)
+            frame_no, t_capture, _, epoch = src.frames.meta(index)
             src.frames.read(index, "frame_rgb", out=src.rgb)
         except SlotOverwritten:  # lapped by a live writer: count it and move on
             stats.add(src.source, "dropped")
@@ -136,6 +141,10 @@ def _advance(src: _SourceFlow, job: FlowJob, stats: StatsBoard, push, stop) -> N
             continue
         src.next_index += 1
         src.frames.set_consumed(src.next_index)
+        if src.epoch is not None and epoch != src.epoch:  # first frame after a reconnect: nothing spans the gap
+            src.restart_chain()
+            src.gap = (int(stats.get(src.source, "gap_frames")), stats.get(src.source, "gap_seconds"))
+        src.epoch = epoch
         gray = to_gray(src.rgb)
         prev, src.prev_gray = src.prev_gray, gray
         raw = src.compute(prev, gray) if prev is not None or src.pushes_every_frame else None

@@ -20,15 +20,6 @@ class FrameReady:
 
 
 @dataclass(frozen=True)
-class SourceGap:
-    """A live source came back after an outage: flow chains must restart."""
-
-    source: int
-    frames: int
-    seconds: float
-
-
-@dataclass(frozen=True)
 class SourceEnded:
     source: int
     frames: int  # frames the capture delivered in total

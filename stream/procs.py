@@ -43,11 +43,11 @@ def quiet_stderr():
         os.close(saved)
 
 
-def event_sockets(ctx, *, bind: str | None = None, connect: str | None = None):
+def event_sockets(ctx, *, bind: str | None = None, connect: str | None = None, linger_ms: int = 2000):
     """(pull, push) for a stage's local event sockets: PULL bound at `bind`, PUSH connected to `connect`.
 
     The PUSH side never drops (SNDHWM 0: events are small and bounded by the rings) and lingers
-    2 s at close so an end-of-stream marker is delivered when the stage exits.
+    `linger_ms` at close so an end-of-stream marker is delivered when the stage exits.
     """
     import zmq
 
@@ -58,6 +58,6 @@ def event_sockets(ctx, *, bind: str | None = None, connect: str | None = None):
     if connect is not None:
         push = ctx.socket(zmq.PUSH)
         push.setsockopt(zmq.SNDHWM, 0)
-        push.setsockopt(zmq.LINGER, 2000)
+        push.setsockopt(zmq.LINGER, linger_ms)
         push.connect(connect)
     return pull, push

@@ -15,7 +15,7 @@ from multiprocessing import shared_memory
 import numpy as np
 
 _HEADER = 2  # int64: written, consumed
-_META = 4  # float64 per slot: index, frame, t_capture, t_ready
+_META = 5  # float64 per slot: index, frame, t_capture, t_ready, epoch
 
 
 @dataclass(frozen=True)
@@ -96,26 +96,29 @@ class ShmRing:
             time.sleep(poll)
         return True
 
-    def write(self, *, frame: int, t_capture: float, t_ready: float = 0.0, **arrays: np.ndarray) -> int:
-        """Write one slot (overwriting the oldest when full) and publish it; returns its index."""
+    def write(self, *, frame: int, t_capture: float, t_ready: float = 0.0, epoch: int = 0, **arrays: np.ndarray) -> int:
+        """Write one slot (overwriting the oldest when full) and publish it; returns its index.
+
+        `epoch` changes when the writer's stream restarts (a reconnect), so a reader can tell exactly
+        at which slot a gap lies without waiting for a message."""
         index = self.written
         slot = index % self.layout.slots
         self._meta[slot, 0] = -1  # mark in progress so a concurrent reader rejects the copy
         for field, value in arrays.items():
             self._arrays[field][slot] = value
-        self._meta[slot, 1:] = (frame, t_capture, t_ready)
+        self._meta[slot, 1:] = (frame, t_capture, t_ready, epoch)
         self._meta[slot, 0] = index
         self._header[0] = index + 1
         return index
 
     # reader -------------------------------------------------------------------------------
-    def meta(self, index: int) -> tuple[int, float, float]:
-        """(frame, t_capture, t_ready) of slot `index`; raises SlotOverwritten when it no longer holds it."""
+    def meta(self, index: int) -> tuple[int, float, float, int]:
+        """(frame, t_capture, t_ready, epoch) of slot `index`; raises SlotOverwritten when it no longer holds it."""
         slot = index % self.layout.slots
         row = self._meta[slot].copy()
         if int(row[0]) != index:
             raise SlotOverwritten(index)
-        return int(row[1]), float(row[2]), float(row[3])
+        return int(row[1]), float(row[2]), float(row[3]), int(row[4])
 
     def read(self, index: int, field: str, out: np.ndarray | None = None) -> np.ndarray:
         """Copy one field of slot `index` (into `out` if given), checking it was not overwritten meanwhile."""

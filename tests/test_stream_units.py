@@ -25,12 +25,13 @@ def test_ring_wraps_and_detects_overwrite():
     ring = _ring(slots=4)
     try:
         for i in range(10):
-            ring.write(frame=100 + i, t_capture=float(i), a=np.full((2, 3), i, np.uint8))
+            ring.write(frame=100 + i, t_capture=float(i), epoch=i // 3, a=np.full((2, 3), i, np.uint8))
         assert ring.written == 10
         # the last 4 writes are readable with their own data and metadata
         for i in range(6, 10):
             assert ring.read(i, "a").tolist() == np.full((2, 3), i).tolist()
-            assert ring.meta(i)[:2] == (100 + i, float(i))
+            frame, t_capture, _, epoch = ring.meta(i)
+            assert (frame, t_capture, epoch) == (100 + i, float(i), i // 3)
         # older ones were overwritten by the wrap-around
         for i in range(0, 6):
             with pytest.raises(SlotOverwritten):
