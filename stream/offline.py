@@ -14,25 +14,34 @@ from stream.errors import SourceError
 from stream.flow import FlowComputer, FlowSettings, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
 
 
-def read_video(path: str | Path, size: int, max_frames: int = 0) -> np.ndarray:
-    """Decode a video into (N, size, size, 3) uint8 RGB frames (squashed, as the runtime does)."""
+def open_video(path: str | Path) -> cv2.VideoCapture:
+    """Open a video file for decoding, or raise SourceError naming it."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise SourceError(f"{path}: cannot be opened as a video")
-    frames = []
+    return cap
+
+
+def iter_frames(cap: cv2.VideoCapture, max_frames: int = 0):
+    """Yield decoded BGR frames until the end (or `max_frames`), then release the capture."""
     try:
-        while True:
+        n = 0
+        while not max_frames or n < max_frames:
             ok, frame = cap.read()
             if not ok or frame is None:
                 break
-            frames.append(resize_frame(frame, size))
-            if max_frames and len(frames) >= max_frames:
-                break
+            n += 1
+            yield frame
     finally:
         cap.release()
+
+
+def read_video(path: str | Path, size: int, max_frames: int = 0) -> np.ndarray:
+    """Decode a video into (N, size, size, 3) uint8 RGB frames (squashed, as the runtime does)."""
+    frames = [resize_frame(f, size) for f in iter_frames(open_video(path), max_frames)]
     if not frames:
         raise SourceError(f"{path}: no frame could be decoded")
     return np.stack(frames)

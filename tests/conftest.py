@@ -36,6 +36,18 @@ def twostream_cmd() -> list[str]:
     return [sys.executable, "-m", "stream.cli"]
 
 
+def count_frames(path) -> int:
+    """Frames OpenCV actually decodes (independent of the pipeline)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    return n
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     import socket

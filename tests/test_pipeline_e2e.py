@@ -4,23 +4,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import cv2
 import pytest
 
-from conftest import ROOT, free_port, run_pipeline
+from conftest import ROOT, count_frames, free_port, run_pipeline
 from stream.client import Change, EndOfStream, Prediction, Status
 
 L, STRIDE = 4, 5  # the tiny bundle's flow length; the default stride
-
-
-def count_frames(path) -> int:
-    """Frames OpenCV actually decodes (independent of the pipeline)."""
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def expected_windows(frames: int, L: int, stride: int) -> int:

@@ -26,21 +26,12 @@ import numpy as np
 import pytest
 import zmq
 
-from conftest import ROOT, free_port
+from conftest import ROOT, count_frames, free_port
 from stream.client import EndOfStream, Prediction, Subscriber
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def count_frames(path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
 
 
 def read_frames(path) -> list[np.ndarray]:

@@ -34,6 +34,7 @@ import numpy as np
 
 from stream.annotations import Annotation, Segment, save_annotation
 from stream.errors import SourceError
+from stream.offline import iter_frames, open_video
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -108,19 +109,9 @@ def group_clips(clips: list[Clip]) -> dict[str, list[Clip]]:
 
 def read_clip(path: Path) -> tuple[list[np.ndarray], float]:
     """All BGR frames of a clip and its fps."""
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise SourceError(f"{path}: cannot be opened as a video")
+    cap = open_video(path)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    frames = []
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                break
-            frames.append(frame)
-    finally:
-        cap.release()
+    frames = list(iter_frames(cap))
     if not frames:
         raise SourceError(f"{path}: no frame could be decoded")
     return frames, float(fps)
