@@ -113,6 +113,15 @@ def test_train_resume_export_and_eval_through_the_bundle(extraction, tmp_path):
         assert 0.0 <= r[key]["accuracy"] <= 1.0
         assert sum(map(sum, r["confusion"][key])) == 2
     assert (tmp_path / "eval_confusion.png").is_file()
+    # the checkpoints themselves evaluate to the same scores (exported on the fly, same engines)
+    from_ckpt = tmp_path / "eval_ckpt.json"
+    assert cli(["eval", str(extraction), "--model", str(tmp_path / "s"), str(tmp_path / "t"), "--json",
+                str(from_ckpt), "--windows", "5", "--split", "group", "--group-regex", r"actor(\d+)",
+                "--val-groups", "2"]) == 0
+    c = json.loads(from_ckpt.read_text())
+    for key in ("spatial", "temporal", "fused"):
+        assert c[key]["accuracy"] == r[key]["accuracy"]
+    assert c["per_video"] == r["per_video"]
 
 
 def test_seeded_training_reproduces(extraction, tmp_path):

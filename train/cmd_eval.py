@@ -20,7 +20,10 @@ from train.datasets import add_split_arguments
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", type=Path, help="dataset (DATA/<class>/<video>) or `twostream extract` output")
-    parser.add_argument("--model", type=Path, required=True, help="model bundle directory")
+    parser.add_argument("--model", type=Path, required=True, nargs="+", metavar="BUNDLE_OR_CHECKPOINTS",
+                        help="a model bundle directory, or the spatial and temporal checkpoints (files or run "
+                             "folders); checkpoints are exported to a temporary fp32 bundle first (parity-checked, "
+                             "as `twostream export` does) so they are scored through the same engines")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--confusion", type=Path, help="confusion-matrix PNG (default: next to --json)")
     parser.add_argument("--subset", default="auto", choices=("auto", "train", "val", "all"),
@@ -102,6 +105,20 @@ def save_confusion_png(path: Path, matrix, labels: list[str], title: str) -> Non
     plt.close(fig)
 
 
+def _export_checkpoints(checkpoints: list[Path], out: Path) -> Path:
+    """Export (spatial, temporal) checkpoints with `twostream export`'s own code and defaults."""
+    from train import cmd_export
+
+    parser = argparse.ArgumentParser()
+    cmd_export.configure(parser)
+    code = cmd_export.main(parser.parse_args([str(checkpoints[0]), str(checkpoints[1]), str(out)]))
+    if code:
+        from stream.errors import TwostreamError
+
+        raise TwostreamError(f"exporting {checkpoints[0]} and {checkpoints[1]} for evaluation failed")
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -114,6 +131,15 @@ def main(args: argparse.Namespace) -> int:
 
     if args.windows < 1:
         raise ConfigError("--windows must be >= 1")
+    if len(args.model) == 2:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="twostream-eval-") as tmp:
+            args.model = [_export_checkpoints(args.model, Path(tmp) / "bundle")]
+            return main(args)
+    if len(args.model) != 1:
+        raise ConfigError("--model takes one bundle directory or two checkpoints (spatial, temporal)")
+    args.model = args.model[0]
     loaded = open_bundle(args.model, threads=args.threads)
     bundle = loaded.bundle
     extracted = is_extracted(args.data)
