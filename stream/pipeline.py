@@ -28,9 +28,9 @@ from stream.config import Settings
 from stream.errors import ConfigError, SourceError
 from stream.flow_stage import FlowJob, flow_main
 from stream.inference import InferenceJob, inference_main
-from stream.messages import WindowResult, WindowsEnded
+from stream.messages import SourceEnded, WindowResult, WindowsEnded
 from stream.preview import PreviewFrame
-from stream.procs import quiet_stderr
+from stream.procs import SharedFlag, event_sockets, quiet_stderr
 from stream.publisher import Publisher
 from stream.shm import RingLayout, ShmRing, StatsBoard
 from stream.sources import SourceSpec
@@ -102,9 +102,10 @@ class Pipeline:
             make_flow_computer(self.bundle.flow, self.bundle.input_size, flow_device=p.flow_device,
                                cuda_flow_backend=p.cuda_flow_backend, allow_other_flow=p.allow_other_flow)
         self._mp = mp.get_context("spawn")
-        self._stop_capture = self._mp.Event()
-        self._stop_stages = self._mp.Event()
-        self._go = self._mp.Event()  # captures start replaying once every stage is loaded (_wait_ready)
+        # Flags, not multiprocessing.Event: a killed stage must never be able to block set() (see SharedFlag).
+        self._stop_capture = SharedFlag(self._mp)
+        self._stop_stages = SharedFlag(self._mp)
+        self._go = SharedFlag(self._mp)  # captures start replaying once every stage is loaded (_wait_ready)
         self._ready = self._mp.Semaphore(0)
         self._procs: dict[str, mp.Process] = {}
         self._restarts: dict[str, int] = {}
@@ -113,6 +114,8 @@ class Pipeline:
         os.chmod(self._tmp, 0o700)
         self._signal = None
         self._fps_marks: dict[int, tuple[float, float]] = {}
+        self._ctx: zmq.Context | None = None
+        self._flow_push = None  # end markers on behalf of dead captures
 
     # setup ---------------------------------------------------------------------------------------
     def _make_rings(self) -> None:
@@ -171,7 +174,7 @@ class Pipeline:
     def run(self) -> RunSummary:
         settings = self.settings
         summary = RunSummary()
-        ctx = zmq.Context()
+        ctx = self._ctx = zmq.Context()
         publisher = Publisher(settings.publish.endpoint, labels=self.bundle.labels, sources=self.names,
                               sndhwm=settings.publish.sndhwm, top=settings.fusion.top_k,
                               policy=settings.policy, flow_length=self.bundle.flow_length, ctx=ctx,
@@ -193,6 +196,8 @@ class Pipeline:
             self._restore_signals(old_handlers)
             self._shutdown()
             results.close(0)
+            if self._flow_push is not None:
+                self._flow_push.close(0)
             publisher.close()
             ctx.term()
         return summary
@@ -290,15 +295,23 @@ class Pipeline:
             if key.startswith("capture:"):
                 i = int(key.split(":")[1])
                 if proc.exitcode != 0 and i not in ended:
-                    # The process died without sending SourceEnded (killed): restart it within the budget.
-                    if not self._restart(key, summary):
-                        summary.errors.append(f"{self.specs[i].display}: capture kept crashing, source stopped")
-                        ended.add(i)
-                else:
-                    del self._procs[key]
+                    # Died without its end marker (killed, crashed). A live source is re-opened within the
+                    # restart budget; a file is not replayed from its start: that source ends, with the reason.
+                    if self.specs[i].live and self._restart(key, summary):
+                        continue
+                    why = "capture kept crashing" if self.specs[i].live else "capture process died"
+                    self._end_source(i, f"{self.specs[i].display}: {why} (exit code {proc.exitcode}); source stopped")
+                del self._procs[key]
                 continue
             if not self._restart(key, summary):
                 raise SourceError(f"{key} stage kept crashing ({self._restarts[key]} restarts); stopping")
+
+    def _end_source(self, i: int, error: str) -> None:
+        """Send the end marker a dead capture could not: the flow stage drains the source, the EOS carries `error`."""
+        if self._flow_push is None:
+            _, self._flow_push = event_sockets(self._ctx, connect=self.ep_flow)
+        log.warning("%s", error)
+        self._flow_push.send_pyobj(SourceEnded(source=i, frames=int(self.stats.get(i, "frames")), error=error))
 
     def _restart(self, key: str, summary: RunSummary) -> bool:
         n = self._restarts.get(key, 0)

@@ -61,3 +61,33 @@ def event_sockets(ctx, *, bind: str | None = None, connect: str | None = None, l
         push.setsockopt(zmq.LINGER, linger_ms)
         push.connect(connect)
     return pull, push
+
+
+class SharedFlag:
+    """A process-shared on/off flag with no lock or condition variable inside.
+
+    multiprocessing.Event is built on a shared Condition: when a process blocked in wait() is
+    killed (kill -9 of a capture), a later set() waits forever for it to wake. A plain shared byte
+    that waiters poll cannot be left in such a state by a dead process.
+    """
+
+    def __init__(self, mp_context):
+        self._value = mp_context.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+    def wait(self, timeout: float | None = None, poll: float = 0.005) -> bool:
+        """Sleep until set (True) or `timeout` seconds passed (False)."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._value.value:
+            left = poll if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(poll, left))
+        return True

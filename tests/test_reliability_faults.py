@@ -66,6 +66,31 @@ def test_kill_9_stage_is_restarted(tmp_path, h264_clip, tiny_bundle, stage):
     assert not ours & shm_segments(), "shared memory leaked"
 
 
+def test_kill_9_of_a_file_capture_ends_that_source_with_error(tmp_path, h264_clip, tiny_bundle):
+    """A file is not replayed from its start after its capture dies: that source ends (EOS with error), the
+    other carries on to its normal end, and the exit status says a source failed."""
+    run = PipelineRun(tmp_path, [f"a={h264_clip}", f"b={h264_clip}"], bundle=tiny_bundle, config=_config(tmp_path))
+    collector = Collector(run.endpoint)
+    try:
+        for source in ("a", "b"):
+            assert _wait_preds(collector, source, 0, 3, 30), run.stderr
+        os.kill(run.children()["ts-capture:0"], signal.SIGKILL)
+        code = run.wait(90)
+        time.sleep(0.3)
+    finally:
+        collector.close()
+        run.close()
+    assert code == 1, run.stderr
+    eos = {m.source: m for m in collector.of(EndOfStream)}
+    assert set(eos) == {"a", "b"}
+    assert "capture process died" in eos["a"].error and str(h264_clip) in eos["a"].error
+    assert eos["a"].windows == len(collector.of(Prediction, "a")) > 0
+    assert not eos["b"].error and eos["b"].frames > eos["a"].frames
+    seqs = [m.seq for m in collector.of(Prediction, "a")]
+    assert seqs == list(range(len(seqs))), "the killed source's predictions were not replayed or duplicated"
+    assert "twostream run: source a:" in run.stderr and "Traceback" not in run.stderr
+
+
 def test_kill_9_supervisor_leaves_no_shared_memory(tmp_path, h264_clip, tiny_bundle):
     """Even the supervisor dying hard must not leak /dev/shm: stages exit, the resource tracker unlinks."""
     run = PipelineRun(tmp_path, [f"a={h264_clip}"], bundle=tiny_bundle, config=_config(tmp_path))
