@@ -244,6 +244,8 @@ class Pipeline:
                         self._emit(payload)
                     summary.predictions += 1
                 elif isinstance(msg, WindowsEnded):
+                    if msg.source in ended:  # a repeated end marker (see _supervise)
+                        continue
                     ended.add(msg.source)
                     eos = publisher.publish_eos(
                         msg.source, frames=msg.frames, dropped=int(self.stats.get(msg.source, "dropped")),
@@ -305,12 +307,18 @@ class Pipeline:
                 continue
             if not self._restart(key, summary):
                 raise SourceError(f"{key} stage kept crashing ({self._restarts[key]} restarts); stopping")
+            # End markers of captures that already finished may have died with the stage: send them again
+            # (a duplicate end is ignored), so every source still gets its EOS.
+            for i in range(len(self.specs)):
+                if i not in ended and f"capture:{i}" not in self._procs:
+                    self._end_source(i, "")
 
     def _end_source(self, i: int, error: str) -> None:
         """Send the end marker a dead capture could not: the flow stage drains the source, the EOS carries `error`."""
         if self._flow_push is None:
             _, self._flow_push = event_sockets(self._ctx, connect=self.ep_flow)
-        log.warning("%s", error)
+        if error:
+            log.warning("%s", error)
         self._flow_push.send_pyobj(SourceEnded(source=i, frames=int(self.stats.get(i, "frames")), error=error))
 
     def _restart(self, key: str, summary: RunSummary) -> bool:
