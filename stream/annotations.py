@@ -131,17 +131,21 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _check_keys(d: dict, allowed: set, required: tuple, where: str) -> None:
+    unknown = set(d) - allowed
+    if unknown:
+        raise AnnotationError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                              f"(allowed: {', '.join(sorted(allowed))})")
+    for key in required:
+        if key not in d:
+            raise AnnotationError(f"{where}: missing key {key!r}")
+
+
 def annotation_from_dict(doc: object, where: str = "annotation") -> Annotation:
     """Validate a parsed twostream annotation; every error names `where` and the culprit."""
     if not isinstance(doc, dict):
         raise AnnotationError(f"{where}: expected a JSON object with fps, frames, segments")
-    unknown = set(doc) - TOP_KEYS
-    if unknown:
-        raise AnnotationError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                              f"(allowed: {', '.join(sorted(TOP_KEYS))})")
-    for key in ("fps", "frames", "segments"):
-        if key not in doc:
-            raise AnnotationError(f"{where}: missing key {key!r}")
+    _check_keys(doc, TOP_KEYS, ("fps", "frames", "segments"), where)
     fps = doc["fps"]
     if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not (0 < fps <= 10000) or math.isnan(fps):
         raise AnnotationError(f"{where}: fps = {fps!r}: expected a number in (0, 10000]")
@@ -159,13 +163,7 @@ def annotation_from_dict(doc: object, where: str = "annotation") -> Annotation:
         name = f"{where}: segments[{i}]"
         if not isinstance(s, dict):
             raise AnnotationError(f"{name}: expected an object with label, start, end")
-        unknown = set(s) - SEGMENT_KEYS
-        if unknown:
-            raise AnnotationError(f"{name}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                                  f"(allowed: {', '.join(sorted(SEGMENT_KEYS))})")
-        for key in ("label", "start", "end"):
-            if key not in s:
-                raise AnnotationError(f"{name}: missing key {key!r}")
+        _check_keys(s, SEGMENT_KEYS, ("label", "start", "end"), name)
         label, start, end, source = s["label"], s["start"], s["end"], s.get("source", "")
         if not isinstance(label, str) or not label.strip():
             raise AnnotationError(f"{name}: label must be a non-empty string, got {label!r}")
