@@ -1,6 +1,7 @@
 """SOURCE arguments: webcam index, rtsp/http(s) URL or video file, with an optional `name=` prefix."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,21 @@ from stream.errors import SourceError
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand_env(url: str, environ=None) -> str:
+    """Replace ${NAME} in a URL with the environment variable NAME, so a camera password can stay out of
+    the command line (which every local user can read in `ps`): 'rtsp://admin:${CAM1_PASSWORD}@10.0.0.5/'."""
+    environ = os.environ if environ is None else environ
+
+    def value(m: re.Match) -> str:
+        if m.group(1) not in environ:
+            raise SourceError(f"source {mask_url(_ENV_REF.sub('***', url))!r}: environment variable "
+                              f"{m.group(1)} is not set")
+        return environ[m.group(1)]
+
+    return _ENV_REF.sub(value, url)
 
 
 @dataclass(frozen=True)
@@ -66,7 +82,8 @@ def parse_source(arg: str) -> SourceSpec:
             raise SourceError(
                 f"source {mask_url(arg)!r}: unknown URL scheme {scheme!r} (use rtsp://, http:// or https://, or a file path)"
             )
-        kind, target, display = "url", arg, mask_url(arg)
+        target = expand_env(arg)
+        kind, display = "url", mask_url(target)
     else:
         kind, target, display = "file", arg, arg
     return SourceSpec(name=name or _derive_name(kind, target), kind=kind, target=target, display=display)

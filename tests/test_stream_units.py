@@ -227,3 +227,13 @@ def test_bad_settings_name_key_and_value(doc, culprit):
     with pytest.raises(ConfigError) as err:
         settings_from_dict(doc, where="test.toml")
     assert culprit in str(err.value) and "test.toml" in str(err.value)
+
+
+def test_url_password_from_environment_keeps_it_off_the_command_line(monkeypatch):
+    monkeypatch.setenv("CAM1_PASSWORD", "p4ss")
+    spec = parse_source("cam1=rtsp://admin:${CAM1_PASSWORD}@10.0.0.5:554/live")
+    assert spec.target == "rtsp://admin:p4ss@10.0.0.5:554/live"
+    assert spec.display == "rtsp://admin:***@10.0.0.5:554/live" and spec.name == "cam1"
+    monkeypatch.delenv("CAM1_PASSWORD")
+    with pytest.raises(SourceError, match="environment variable CAM1_PASSWORD is not set"):
+        parse_source("rtsp://admin:${CAM1_PASSWORD}@10.0.0.5/live")
