@@ -237,25 +237,11 @@ class Pipeline:
             if deadline is not None and time.monotonic() > deadline:
                 summary.errors.append("stopped before every source drained (stop_timeout reached)")
                 break
-            if results.poll(50):
-                msg = results.recv_pyobj()
-                if isinstance(msg, WindowResult):
-                    for payload in publisher.publish_prediction(msg):
-                        self._emit(payload)
-                    summary.predictions += 1
-                elif isinstance(msg, WindowsEnded):
-                    if msg.source in ended:  # a repeated end marker (see _supervise)
-                        continue
-                    ended.add(msg.source)
-                    eos = publisher.publish_eos(
-                        msg.source, frames=msg.frames, dropped=int(self.stats.get(msg.source, "dropped")),
-                        windows_dropped=int(self.stats.get(msg.source, "windows_dropped")), error=msg.error)
-                    self._publish_status(publisher, msg.source, t_start, ended)
-                    summary.eos[self.names[msg.source]] = eos
-                    self._emit(eos)
-                elif isinstance(msg, PreviewFrame):
-                    publisher.publish_preview(msg.source, frame=msg.frame, t_capture=msg.t_capture,
-                                              width=msg.width, height=msg.height, jpeg=msg.jpeg)
+            # Handle everything that is waiting before the periodic work: results come in batches.
+            ready, handled = results.poll(50), 0
+            while ready and handled < 256:  # bounded, so status and supervision still run under load
+                self._handle(results.recv_pyobj(), publisher, summary, ended, t_start)
+                ready, handled = results.poll(0), handled + 1
             now = time.monotonic()
             if now >= next_status:
                 next_status = now + interval
@@ -263,6 +249,25 @@ class Pipeline:
                     if i not in ended:
                         self._publish_status(publisher, i, t_start, ended)
             self._supervise(ended, summary)
+
+    def _handle(self, msg, publisher: Publisher, summary: RunSummary, ended: set[int], t_start: float) -> None:
+        if isinstance(msg, WindowResult):
+            for payload in publisher.publish_prediction(msg):
+                self._emit(payload)
+            summary.predictions += 1
+        elif isinstance(msg, WindowsEnded):
+            if msg.source in ended:  # a repeated end marker (see _supervise)
+                return
+            ended.add(msg.source)
+            eos = publisher.publish_eos(
+                msg.source, frames=msg.frames, dropped=int(self.stats.get(msg.source, "dropped")),
+                windows_dropped=int(self.stats.get(msg.source, "windows_dropped")), error=msg.error)
+            self._publish_status(publisher, msg.source, t_start, ended)
+            summary.eos[self.names[msg.source]] = eos
+            self._emit(eos)
+        elif isinstance(msg, PreviewFrame):
+            publisher.publish_preview(msg.source, frame=msg.frame, t_capture=msg.t_capture,
+                                      width=msg.width, height=msg.height, jpeg=msg.jpeg)
 
     def _publish_status(self, publisher: Publisher, i: int, t_start: float, ended: set[int]) -> None:
         row = self.stats.row(i)
