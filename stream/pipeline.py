@@ -102,10 +102,12 @@ class Pipeline:
             make_flow_computer(self.bundle.flow, self.bundle.input_size, flow_device=p.flow_device,
                                cuda_flow_backend=p.cuda_flow_backend, allow_other_flow=p.allow_other_flow)
         self._mp = mp.get_context("spawn")
-        # Flags, not multiprocessing.Event: a killed stage must never be able to block set() (see SharedFlag).
+        # Stop flags, not multiprocessing.Event: a killed stage must never be able to block set() (see SharedFlag).
         self._stop_capture = SharedFlag(self._mp)
         self._stop_stages = SharedFlag(self._mp)
-        self._go = SharedFlag(self._mp)  # captures start replaying once every stage is loaded (_wait_ready)
+        # `go` stays an Event: it is set once, before any capture can have been killed while waiting, and
+        # waking every capture at the same instant measurably avoided start-up drops (a polled flag did not).
+        self._go = self._mp.Event()  # captures start replaying once every stage is loaded (_wait_ready)
         self._ready = self._mp.Semaphore(0)
         self._procs: dict[str, mp.Process] = {}
         self._restarts: dict[str, int] = {}
