@@ -73,7 +73,7 @@ class PipelineRun:
 
 
 def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frames: int = 0, threads: int | None = None,
-                 max_batch: int | None = None, timeout: float = 300.0) -> PipelineRun:
+                 max_batch: int | None = None, timeout: float = 300.0, preview: bool = False) -> PipelineRun:
     from stream.client import EndOfStream, Prediction, Status, Subscriber
     from stream.config import Settings
     from stream.pipeline import Pipeline
@@ -87,6 +87,7 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
                          max_batch=max_batch or s.pipeline.max_batch),
         engine=replace(s.engine, kind="onnxruntime", threads=ctx.threads if threads is None else threads),
         publish=replace(s.publish, endpoint=endpoint, status_interval=0.5),
+        preview=replace(s.preview, enabled=preview),
     )
     specs = parse_sources([f"s{i}={video}" for i in range(sources)])
     pipeline = Pipeline(specs, settings)

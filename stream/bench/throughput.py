@@ -42,6 +42,7 @@ def prepare(ctx: BenchContext) -> None:
     copies = -(-_total_frames(ctx) // max(1, n))
     ctx.cache["fast_video"] = looped_video(ctx.video, copies, ctx.tmp)
     ctx.cache["throughput_runs"] = {k: [] for k in source_counts(ctx)}
+    ctx.cache["preview_runs"] = []
 
 
 def trial(ctx: BenchContext) -> None:
@@ -58,6 +59,12 @@ def trial(ctx: BenchContext) -> None:
         fps, _, _ = run.steady_fps()
         ctx.log(f"throughput: {n} source(s) fast pace: {fps:.0f} frames/s"
                 + (f" (errors: {run.errors})" if run.errors else ""))
+    # The same 1-source run with JPEG previews on ([preview] defaults), alternating with the runs above.
+    per_source = max(60, _total_frames(ctx))
+    run = run_pipeline(ctx, video=ctx.cache["fast_video"], sources=1, pace="fast", max_frames=per_source,
+                       timeout=60.0 + per_source / 100.0, preview=True)
+    ctx.cache["preview_runs"].append(run)
+    ctx.log(f"throughput: 1 source fast pace, preview on: {run.steady_fps()[0]:.0f} frames/s")
 
 
 def stage_costs_now(ctx: BenchContext, batch: int) -> dict:
@@ -132,3 +139,9 @@ def finish(ctx: BenchContext) -> None:
         r.ratio(f"pipeline_efficiency_available_cores_{label}", f"{base}/frames_per_s",
                 f"{base}/stage_bound_available_cores_frames_per_s",
                 f"measured fast-pace frames/s ÷ stage-cost bound on the cores other processes left free, {n} source(s)")
+    previews = ctx.cache.get("preview_runs") or []
+    if previews and ctx.cache["throughput_runs"].get(1):
+        r.measure(f"{ROOT}/sources1/preview_on_frames_per_s", [x.steady_fps()[0] for x in previews], "frames/s",
+                  what="1 source, fast pace, [preview] enabled with its defaults")
+        r.ratio("preview_on_vs_off_1source", f"{ROOT}/sources1/preview_on_frames_per_s",
+                f"{ROOT}/sources1/frames_per_s", "throughput with previews on / off (1 = no cost)")
