@@ -6,8 +6,7 @@ Frames and flow fields never travel in these; they stay in shared memory (stream
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 SCHEMA = 1
 
@@ -69,13 +68,3 @@ def topic(source: str, kind: str = "") -> bytes:
 
 def encode(payload: dict) -> bytes:
     return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
-
-
-@dataclass
-class PublishedCounts:
-    """Per-source numbers the supervisor keeps for seq and EOS."""
-
-    seq: int = 0
-    windows: int = 0
-    last_frame: int = -1
-    started: float = field(default_factory=time.time)

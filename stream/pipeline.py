@@ -282,7 +282,7 @@ class Pipeline:
             "frames": int(row["frames"]),
             "fps": round((row["frames"] - frames_prev) / max(now - t_prev, 1e-6), 2),
             "dropped": int(row["dropped"]),
-            "windows": publisher.counts[i].windows,
+            "windows": publisher.published[i],
             "windows_dropped": int(row["windows_dropped"]),
             "reconnects": int(row["reconnects"]),
             "attempts": int(row["attempts"]),

@@ -14,7 +14,7 @@ import zmq
 
 from stream.errors import ConfigError
 from stream.fusion import top_k
-from stream.messages import SCHEMA, PublishedCounts, WindowResult, encode, topic
+from stream.messages import SCHEMA, WindowResult, encode, topic
 from stream.policy import PolicySettings, make_policy
 from stream.security import secure_server
 
@@ -58,7 +58,7 @@ class Publisher:
         self.sources = sources
         self.top = top
         self.flow_length = flow_length
-        self.counts = [PublishedCounts() for _ in sources]
+        self.published = [0] * len(sources)  # predictions per source: the next seq, and the EOS window count
         self.policies = [make_policy(policy) for _ in sources]
 
     def _send(self, source: int, payload: dict, kind: str = "") -> None:
@@ -70,7 +70,7 @@ class Publisher:
 
     def publish_prediction(self, r: WindowResult) -> list[dict]:
         """Publish the window's prediction, preceded by a change event when the decided label changes."""
-        counts = self.counts[r.source]
+        seq = self.published[r.source]
         policy = self.policies[r.source]
         if r.gap_frames or r.gap_seconds:
             policy.reset()
@@ -84,7 +84,7 @@ class Publisher:
                 "schema": SCHEMA, "event": "change", "source": self.sources[r.source],
                 "from": None if decision.previous is None else self.labels[decision.previous],
                 "to": self.labels[decision.label], "frame": r.frame, "t_capture": round(r.t_capture, 6),
-                "score": round(decision.score, 6), "seq": counts.seq,
+                "score": round(decision.score, 6), "seq": seq,
             }
             self._send(r.source, change)
             sent.append(change)
@@ -92,7 +92,7 @@ class Publisher:
             "schema": SCHEMA,
             "event": "prediction",
             "source": self.sources[r.source],
-            "seq": counts.seq,
+            "seq": seq,
             "frame": r.frame,
             "first_frame": r.frame - self.flow_length,
             "t_capture": round(r.t_capture, 6),
@@ -114,9 +114,7 @@ class Publisher:
         }
         if r.gap_frames or r.gap_seconds:
             payload["gap"] = {"frames": int(r.gap_frames), "seconds": round(r.gap_seconds, 3)}
-        counts.seq += 1
-        counts.windows += 1
-        counts.last_frame = r.frame
+        self.published[r.source] = seq + 1
         self._send(r.source, payload)
         sent.append(payload)
         return sent
@@ -127,7 +125,7 @@ class Publisher:
             "event": "eos",
             "source": self.sources[source],
             "frames": int(frames),
-            "windows": self.counts[source].windows,
+            "windows": self.published[source],
             "dropped": int(dropped),
             "windows_dropped": int(windows_dropped),
         }
