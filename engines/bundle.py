@@ -10,8 +10,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stream.errors import BundleError
-from stream.flow import FlowSettings
+from stream.core.errors import BundleError
+from stream.core.flow import FlowSettings
 
 BUNDLE_FILE = "bundle.toml"
 MAX_MODEL_BYTES = 512 * 1024 * 1024

@@ -1,6 +1,6 @@
 """INT8 calibration data: real windows from real videos, made exactly as the runtime makes them.
 
-Batches come from stream.offline (decode -> resize_frame -> flow on gray frames -> quantize ->
+Batches come from stream.core.offline (decode -> resize_frame -> flow on gray frames -> quantize ->
 window_inputs), the same code path the pipeline and evaluation use, so the activation ranges
 TensorRT measures are those of deployment inputs. The TensorRT calibrator class is created
 inside make_calibrator() because its base class lives in the tensorrt package.
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from engines.bundle import Bundle
-from stream.errors import ConfigError
-from stream.offline import read_video, video_flows, window_ends, window_inputs
+from stream.core.errors import ConfigError
+from stream.core.offline import read_video, video_flows, window_ends, window_inputs
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 

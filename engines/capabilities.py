@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
 
-from stream.errors import ConfigError
+from stream.core.errors import ConfigError
 
 # The one message every GPU-only command prints when the GPU stack is missing.
 GPU_NEEDED = "needs an NVIDIA GPU with driver and `pip install twostream[gpu]`"
@@ -123,7 +123,7 @@ def _opencv_cuda() -> tuple[str, int, tuple[str, ...]]:
         count = int(cv2.cuda.getCudaEnabledDeviceCount())
     except Exception:
         count = 0
-    from stream.flow_cuda import opencv_cuda_flow_classes
+    from stream.core.flow_cuda import opencv_cuda_flow_classes
 
     return cv2.__version__, count, tuple(opencv_cuda_flow_classes()) if count > 0 else ()
 
@@ -155,7 +155,7 @@ def detect_capabilities() -> Capabilities:
         gpus, gpu_problem = _gpus_from_nvidia_smi()
 
     cv_version, cv_devices, cv_flows = _opencv_cuda()
-    from stream.flow import BACKENDS
+    from stream.core.flow import BACKENDS
 
     return Capabilities(
         ort_providers=providers,

@@ -18,7 +18,7 @@ from engines.bundle import Bundle, read_bundle
 from engines.capabilities import detect_capabilities, require_tensorrt
 from engines.plans import (NETWORKS, PlanStatus, find_plan, input_shape, onnx_file, plan_key, plans_dir,
                            write_plan)
-from stream.errors import ConfigError
+from stream.core.errors import ConfigError
 
 
 @dataclass

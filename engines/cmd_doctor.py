@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.capabilities import Capabilities, choose_engine, detect_capabilities, require_tensorrt
-from stream.errors import ConfigError
+from stream.core.errors import ConfigError
 
 DEFAULT_CLIP = Path("assets/demo.mp4")
 TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}  # max |difference| of softmax scores vs ONNX Runtime CPU
@@ -101,7 +101,7 @@ def gpu_selftest(bundle_dir: str, clip: str | None, *, max_batch: int, windows: 
     from engines.cmd_build import build_bundle_plans
     from engines.onnxrt import OnnxRuntimeEngine
     from engines.tensorrt import TensorRTEngine
-    from stream.offline import read_video, video_flows, window_ends, window_inputs
+    from stream.core.offline import read_video, video_flows, window_ends, window_inputs
 
     bundle = read_bundle(bundle_dir)
     clip_path = Path(clip) if clip else DEFAULT_CLIP

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from engines.base import Engine
 from engines.bundle import Bundle, check_engines, read_bundle
-from stream.errors import ConfigError
+from stream.core.errors import ConfigError
 
 ENGINE_KINDS = ("auto", "onnxruntime", "tensorrt")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import BundleError
+from stream.core.errors import BundleError
 
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(uint8)": np.uint8}
 

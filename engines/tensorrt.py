@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.capabilities import GPU_NEEDED, GpuUnavailableError
-from stream.errors import BundleError
+from stream.core.errors import BundleError
 
 
 def import_gpu_stack():

@@ -76,7 +76,7 @@ def run_pipeline(args: list[str], *, timeout: float = 120.0, sources: list[str] 
     import subprocess
     import time
 
-    from stream.client import EndOfStream, Subscriber
+    from stream.clients.client import EndOfStream, Subscriber
 
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     env = dict(os.environ, **(extra_env or {}))

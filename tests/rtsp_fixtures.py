@@ -195,7 +195,7 @@ class Collector:
     def __init__(self, endpoint: str, *, curve: dict | None = None):
         import zmq
 
-        from stream.client import Subscriber
+        from stream.clients.client import Subscriber
 
         self.ctx = zmq.Context()
         self.sub = Subscriber(endpoint, status=True, timeout=0.1, ctx=self.ctx, curve=curve)
@@ -253,7 +253,7 @@ class PipelineRun:
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._out, stderr=self._err)
 
     def children(self) -> dict[str, int]:
-        """Stage processes by name (ts-flow, ts-inference, ts-capture:N, see stream.procs) -> pid."""
+        """Stage processes by name (ts-flow, ts-inference, ts-capture:N, see stream.runtime.stage) -> pid."""
         found = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from engines.bundle import read_bundle, write_bundle_toml
-from stream.errors import BundleError, ConfigError
-from stream.flow import FlowComputer, FlowSettings, dequantize_flow, quantize_flow, subtract_camera_motion, to_gray
-from stream.offline import read_video, video_flows
+from stream.core.errors import BundleError, ConfigError
+from stream.core.flow import FlowComputer, FlowSettings, dequantize_flow, quantize_flow, subtract_camera_motion, to_gray
+from stream.core.offline import read_video, video_flows
 from train.extract import extract_dataset, load_flow_variants, load_video, read_index
 
 
@@ -112,8 +112,8 @@ def tiny_dataset(shared_data, tmp_path_factory):
 def test_runtime_flow_stage_matches_extraction_with_subtraction(tiny_dataset, tmp_path):
     """The flow stage of `twostream run`, configured from a bundle with subtract = median, writes
     byte-identical quantised flow to what `twostream extract --flow-subtract median` stored."""
-    from stream.flow_stage import FlowJob, _advance, _SourceFlow
-    from stream.shm import RingLayout, ShmRing, StatsBoard
+    from stream.runtime.flow_stage import FlowJob, _advance, _SourceFlow
+    from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
 
     size, n = 48, 24
     flow = FlowSettings(subtract="median")

@@ -29,7 +29,7 @@ def bundle_dir(tmp_path_factory) -> Path:
 
 
 def _inputs(bundle, shared_data, windows=24):
-    from stream.offline import read_video, video_flows, window_ends, window_inputs
+    from stream.core.offline import read_video, video_flows, window_ends, window_inputs
 
     video = sorted((shared_data / "weizmann4").rglob("*.mp4"))[0]
     frames = read_video(video, bundle.input_size, max_frames=200)
@@ -91,9 +91,9 @@ def test_int8_calibration_builds_and_writes_cache(bundle_dir, shared_data):
 @needs_cv_cuda
 @pytest.mark.parametrize("backend", ["farneback", "tvl1"])
 def test_cuda_flow_close_to_cpu_flow(shared_data, backend):
-    from stream.flow import FlowComputer, FlowSettings, quantize_flow, to_gray
-    from stream.flow_cuda import CudaFlowComputer
-    from stream.offline import read_video
+    from stream.core.flow import FlowComputer, FlowSettings, quantize_flow, to_gray
+    from stream.core.flow_cuda import CudaFlowComputer
+    from stream.core.offline import read_video
 
     video = sorted((shared_data / "weizmann4").rglob("*.mp4"))[0]
     frames = read_video(video, 64, max_frames=12)

@@ -19,7 +19,7 @@ from engines.bundle import read_bundle
 from engines.capabilities import GPU_NEEDED, Capabilities, GpuInfo, choose_engine, detect_capabilities
 from engines.plans import (PlanKey, find_plan, input_shape, plan_key, plan_path, profile_shapes, sha256_file,
                            sidecar_path, write_plan)
-from stream.errors import ConfigError, TwostreamError
+from stream.core.errors import ConfigError, TwostreamError
 
 CPU_ONLY = Capabilities(ort_providers=("CPUExecutionProvider",), tensorrt_problem="not installed",
                         pycuda_problem="not installed", gpu_problem="no driver")
@@ -115,7 +115,7 @@ def test_profile_shapes_follow_the_bundle_and_the_real_onnx_inputs(bundle_dir):
 
 def test_calibration_batches_equal_runtime_window_inputs(bundle_dir, shared_data):
     from engines.calibration import calibration_batches, find_calibration_videos
-    from stream.offline import read_video, video_flows, window_ends, window_inputs
+    from stream.core.offline import read_video, video_flows, window_ends, window_inputs
 
     bundle = read_bundle(bundle_dir)
     videos = find_calibration_videos(shared_data / "weizmann4", limit=3)
@@ -215,7 +215,7 @@ def test_build_engines_flag_errors(bundle_dir, twostream_cmd, repo_root):
 
 
 def test_cuda_flow_refuses_other_algorithms_and_missing_cuda():
-    from stream.flow_cuda import CudaFlowComputer, check_flow_algorithm, cuda_device_count
+    from stream.core.flow_cuda import CudaFlowComputer, check_flow_algorithm, cuda_device_count
 
     check_flow_algorithm("farneback", "farneback")
     check_flow_algorithm("tvl1", "tvl1")

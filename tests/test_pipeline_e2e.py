@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from conftest import ROOT, count_frames, free_port, run_pipeline
-from stream.client import Change, EndOfStream, Prediction, Status
+from stream.clients.client import Change, EndOfStream, Prediction, Status
 
 L, STRIDE = 4, 5  # the tiny bundle's flow length; the default stride
 

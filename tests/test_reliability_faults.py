@@ -17,7 +17,7 @@ import pytest
 
 from rtsp_fixtures import *  # noqa: F403
 from rtsp_fixtures import ROOT, Collector, PipelineRun, shm_segments, write_config
-from stream.client import EndOfStream, Prediction, Status
+from stream.clients.client import EndOfStream, Prediction, Status
 
 
 def _config(tmp_path, **pipeline):
@@ -263,9 +263,9 @@ def test_publisher_memory_bounded_by_sndhwm(tmp_path):
     RSS growth stays near SNDHWM x message size, far below what queueing everything would take."""
     import zmq
 
-    from stream.messages import WindowResult
-    from stream.policy import PolicySettings
-    from stream.publisher import Publisher
+    from stream.runtime.events import WindowResult
+    from stream.core.policy import PolicySettings
+    from stream.runtime.publisher import Publisher
 
     endpoint = f"ipc://{tmp_path}/flood.sock"
     ctx = zmq.Context()

@@ -20,8 +20,8 @@ from rtsp_fixtures import *  # noqa: F403
 from rtsp_fixtures import ROOT, free_port
 
 from engines.bundle import read_bundle
-from stream.client import MessageError, decode_message
-from stream.errors import BundleError
+from stream.clients.client import MessageError, decode_message
+from stream.core.errors import BundleError
 
 
 def _bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:

@@ -14,7 +14,7 @@ import pytest
 
 from rtsp_fixtures import *  # noqa: F403
 from rtsp_fixtures import Collector, PipelineRun, shm_segments, write_config
-from stream.client import EndOfStream, Prediction, Status
+from stream.clients.client import EndOfStream, Prediction, Status
 
 STALL = 1.5
 CAPTURE = {"stall_seconds": STALL, "reconnect_initial": 0.2, "reconnect_max": 1.0, "open_timeout": 3.0,

@@ -16,9 +16,9 @@ from rtsp_fixtures import *  # noqa: F403
 from rtsp_fixtures import ROOT, Collector, PipelineRun, write_config
 
 from engines.bundle import MAX_MODEL_BYTES, read_bundle
-from stream.client import Prediction
-from stream.errors import BundleError, ConfigError
-from stream.security import client_curve
+from stream.clients.client import Prediction
+from stream.core.errors import BundleError, ConfigError
+from stream.runtime.security import client_curve
 
 
 @pytest.fixture
@@ -62,8 +62,8 @@ def test_curve_only_authenticated_subscriber_receives(tmp_path, h264_clip, tiny_
 
 
 def test_curve_bad_key_files_are_config_errors(tmp_path, keys):
-    from stream.policy import PolicySettings
-    from stream.publisher import Publisher
+    from stream.core.policy import PolicySettings
+    from stream.runtime.publisher import Publisher
 
     endpoint = f"ipc://{tmp_path}/p.sock"
     cases = [(str(keys / "server.key"), "", "has no secret-key"),  # public key given as the secret

@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from stream.annotations import (AnnotationError, annotation_from_dict, load_annotation, read_activitynet,
+from stream.quality.annotations import (AnnotationError, annotation_from_dict, load_annotation, read_activitynet,
                                 read_annotation, read_thumos)
-from stream.errors import ConfigError
-from stream.policy import PolicySettings, decide_all, make_policy
-from stream.stream_metrics import flicker, settled_accuracy, merge_scores, p90, score_stream, summarize, switch_delays, window_accuracy
+from stream.core.errors import ConfigError
+from stream.core.policy import PolicySettings, decide_all, make_policy
+from stream.quality.metrics import flicker, settled_accuracy, merge_scores, p90, score_stream, summarize, switch_delays, window_accuracy
 
 
 # --- annotations -------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ def _motion_probe_bundle(out, labels):
     changes label often, so delays, flicker and change events are really exercised."""
     from torch import nn
 
-    from stream.flow import FlowSettings
+    from stream.core.flow import FlowSettings
     from train.onnx_export import export_bundle
 
     class BandProbe(nn.Module):
@@ -379,7 +379,7 @@ def _motion_probe_bundle(out, labels):
 
 
 def test_eval_stream_end_to_end(shared_data, tmp_path, twostream_cmd, repo_root):
-    from stream.eval_stream import eval_config, write_config
+    from stream.quality.eval_stream import eval_config, write_config
     from train.sequences import make_sequences
 
     labels = ["bend", "jack", "wave1", "wave2"]

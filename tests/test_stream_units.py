@@ -7,13 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from stream.config import Settings, load_settings, settings_from_dict
-from stream.errors import ConfigError, SourceError
-from stream.flow import FlowSettings, dequantize_flow, quantize_flow, stack_flows
-from stream.fusion import fuse_scores, softmax, top_k
-from stream.shm import RingLayout, ShmRing, SlotOverwritten
-from stream.sources import mask_url, parse_source, parse_sources
-from stream.windows import WindowClock, window_count, window_end_frames
+from stream.core.config import Settings, load_settings, settings_from_dict
+from stream.core.errors import ConfigError, SourceError
+from stream.core.flow import FlowSettings, dequantize_flow, quantize_flow, stack_flows
+from stream.core.fusion import fuse_scores, softmax, top_k
+from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten
+from stream.runtime.sources import mask_url, parse_source, parse_sources
+from stream.core.windows import WindowClock, window_count, window_end_frames
 
 
 # --- rings ---------------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def test_flow_stacking_orders():
 
 
 def test_flow_settings_reject_unknown_backend():
-    from stream.errors import BundleError
+    from stream.core.errors import BundleError
 
     with pytest.raises(BundleError, match="backend"):
         FlowSettings(backend="raft").validate()

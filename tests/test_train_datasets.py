@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.errors import ConfigError
+from stream.core.errors import ConfigError
 from train.datasets import (SplitSpec, VideoItem, group_split, make_split, random_split, read_hmdb51_split,
                             read_ucf101_split, scan_folder_per_class)
 

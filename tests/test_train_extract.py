@@ -6,8 +6,8 @@ import shutil
 import numpy as np
 import pytest
 
-from stream.flow import FlowComputer, FlowSettings, dequantize_flow, quantize_flow, stack_flows, to_gray
-from stream.offline import read_video, video_flows, window_ends, window_inputs
+from stream.core.flow import FlowComputer, FlowSettings, dequantize_flow, quantize_flow, stack_flows, to_gray
+from stream.core.offline import read_video, video_flows, window_ends, window_inputs
 from train.extract import extract_dataset, load_video, read_index
 from train.transforms import augment, flip_flow, flip_frames
 
@@ -48,7 +48,7 @@ def test_extraction_round_trips_to_runtime_values(small_dataset, tmp_path):
 
 
 def test_extraction_refuses_other_settings_in_same_folder(small_dataset, tmp_path):
-    from stream.errors import ConfigError
+    from stream.core.errors import ConfigError
 
     out = tmp_path / "ext"
     (small_dataset / "jack" / "broken_actor9.avi").rename(tmp_path / "broken.avi")

@@ -89,7 +89,7 @@ def test_train_resume_export_and_eval_through_the_bundle(extraction, tmp_path):
     assert not list(bundle.glob("*.data"))
 
     # ORT matches the torch checkpoint on real windows with a batch size other than the export's
-    from stream.offline import window_ends, window_inputs
+    from stream.core.offline import window_ends, window_inputs
     from train.extract import load_video
     from train.models import build_model
 
@@ -153,7 +153,7 @@ def test_train_on_missing_extraction_is_a_clear_error(tmp_path, capsys):
 
 def test_int8_and_fp16_conversion_keep_the_runtime_interface(extraction, tmp_path):
     from engines.onnxrt import OnnxRuntimeEngine
-    from stream.offline import window_ends, window_inputs
+    from stream.core.offline import window_ends, window_inputs
     from train.extract import load_video
     from train.quantize import compare, convert_fp16, quantize_int8
     from train.testing import make_tiny_bundle

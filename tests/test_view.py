@@ -27,7 +27,7 @@ import pytest
 import zmq
 
 from conftest import ROOT, count_frames, free_port
-from stream.client import EndOfStream, Prediction, Subscriber
+from stream.clients.client import EndOfStream, Prediction, Subscriber
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -79,7 +79,7 @@ def stop(proc: subprocess.Popen, sig=signal.SIGINT, timeout: float = 10.0) -> in
 
 
 class Collector:
-    """Predictions via stream.client.Subscriber and raw preview messages via a plain SUB socket, in threads."""
+    """Predictions via stream.clients.client.Subscriber and raw preview messages via a plain SUB socket, in threads."""
 
     def __init__(self, endpoint: str):
         self.predictions: list[Prediction] = []

@@ -4,7 +4,7 @@ A network trained only on tripod video learns that "everything moves" is an acti
 training video also gets K *variants*: its source frames warped by a random smooth pan,
 rotation and zoom plus a fast shake (train.sequences.camera_trajectory / handheld_frame, the
 same simulator as `make-sequences --handheld`, with noise and JPEG off: only the camera moves),
-then resized and turned into quantised flow by the runtime's own code (stream.offline.video_flows).
+then resized and turned into quantised flow by the runtime's own code (stream.core.offline.video_flows).
 The variants are precomputed by `twostream extract --camera-motion K` (flow cannot be augmented
 after the fact: a moved camera changes the flow algorithm's input, not just its output), stored
 beside the clean flow as `flows_cm` (K, N-1, S, S, 2) uint8, and training draws the clean flow
@@ -17,9 +17,9 @@ from dataclasses import asdict, replace
 
 import numpy as np
 
-from stream.errors import SourceError
-from stream.flow import FlowSettings, resize_frame
-from stream.offline import video_flows
+from stream.core.errors import SourceError
+from stream.core.flow import FlowSettings, resize_frame
+from stream.core.offline import video_flows
 from train.sequences import HandheldSettings, camera_trajectory, handheld_frame, read_clip
 
 # Geometry of the dev-set handheld simulator; no sensor noise or compression (those are not camera motion).
@@ -44,7 +44,7 @@ def camera_motion_flows(source: str, rel: str, *, size: int, flow: FlowSettings,
     """(variants, N-1, size, size, 2) uint8 quantised flow of `variants` camera-moved copies of one video.
 
     Frames are moved at the source resolution (as a real camera would, before the runtime's resize),
-    then resized with stream.flow.resize_frame and passed through stream.offline.video_flows.
+    then resized with stream.core.flow.resize_frame and passed through stream.core.offline.video_flows.
     """
     frames, fps = read_clip(source)
     if max_frames:

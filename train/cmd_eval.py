@@ -2,8 +2,8 @@
 
 Each video is scored as in the two-stream paper: up to --windows evenly spaced windows, a
 softmax per stream and window, averaged over windows; the fused score is the bundle's
-weighted sum of the two streams. Inputs are made by the runtime's own code (stream.offline,
-stream.flow) and run through the bundle's ONNX engines (engines.loader.open_bundle), so these
+weighted sum of the two streams. Inputs are made by the runtime's own code (stream.core.offline,
+stream.core.flow) and run through the bundle's ONNX engines (engines.loader.open_bundle), so these
 are the numbers a camera gets. DATA is a folder-per-class dataset of videos, or an extraction
 made with the bundle's input size and flow settings (same values, faster).
 
@@ -51,7 +51,7 @@ def score_video(loaded, frames, flows, windows: int, batch: int = 32, timing: di
 
     import numpy as np
 
-    from stream.offline import window_ends, window_inputs
+    from stream.core.offline import window_ends, window_inputs
 
     b = loaded.bundle
     ends = window_ends(len(frames), b.flow_length, windows)
@@ -113,7 +113,7 @@ def _export_checkpoints(checkpoints: list[Path], out: Path) -> Path:
     cmd_export.configure(parser)
     code = cmd_export.main(parser.parse_args([str(checkpoints[0]), str(checkpoints[1]), str(out)]))
     if code:
-        from stream.errors import TwostreamError
+        from stream.core.errors import TwostreamError
 
         raise TwostreamError(f"exporting {checkpoints[0]} and {checkpoints[1]} for evaluation failed")
     return out
@@ -124,8 +124,8 @@ def main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engines.loader import open_bundle
-    from stream.errors import ConfigError, SourceError
-    from stream.offline import read_video, video_flows
+    from stream.core.errors import ConfigError, SourceError
+    from stream.core.offline import read_video, video_flows
     from train.datasets import Dataset, VideoItem, make_split, scan_folder_per_class, split_spec_from_args
     from train.extract import is_extracted, load_video, read_index
 

@@ -37,7 +37,7 @@ def _resolve(path: Path) -> Path:
         for name in ("last.pt", "best.pt"):
             if (path / name).is_file():
                 return path / name
-        from stream.errors import ConfigError
+        from stream.core.errors import ConfigError
 
         raise ConfigError(f"{path}: no last.pt or best.pt in this run folder")
     return path
@@ -47,7 +47,7 @@ def real_windows(extracted: Path, meta: dict, count: int, seed: int = 0):
     """(spatial, temporal) input arrays from `count` evenly spread windows of an extraction (runtime code path)."""
     import numpy as np
 
-    from stream.offline import window_ends, window_inputs
+    from stream.core.offline import window_ends, window_inputs
     from train.extract import load_video, read_index
 
     index = read_index(extracted)
@@ -75,8 +75,8 @@ def main(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from stream.errors import ConfigError
-    from stream.flow import FlowSettings
+    from stream.core.errors import ConfigError
+    from stream.core.flow import FlowSettings
     from train.cmd_train import git_commit
     from train.engine import load_checkpoint
     from train.models import build_model

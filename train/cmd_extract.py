@@ -1,7 +1,7 @@
 """Precompute frames and optical flow for a folder-per-class dataset (DATA/<class>/<video>).
 
 Frames are resized to the model input size and flow is computed and quantised by the same
-code the runtime uses (stream.flow); the settings are recorded in OUT/extract.json. Runs in
+code the runtime uses (stream.core.flow); the settings are recorded in OUT/extract.json. Runs in
 parallel, resumes where it stopped, and reports every video it cannot decode.
 
 --flow-subtract median removes each flow field's global (camera) motion, at extraction and, through
@@ -36,8 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from stream.errors import ConfigError
-    from stream.flow import FlowSettings
+    from stream.core.errors import ConfigError
+    from stream.core.flow import FlowSettings
     from train.extract import extract_dataset
 
     if not 16 <= args.size <= 1024:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 
-from stream.errors import ConfigError
+from stream.core.errors import ConfigError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -76,7 +76,7 @@ def main(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
-    from stream.errors import ConfigError
+    from stream.core.errors import ConfigError
     from train.datasets import Dataset, VideoItem, make_split, split_spec_from_args
     from train.engine import (SegmentConsensus, cosine_lambda, is_main_process, load_checkpoint, now,
                               save_checkpoint, train_one_epoch, validate, write_log)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stream.errors import ConfigError
+from stream.core.errors import ConfigError
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
 SPLIT_KINDS = ("all", "group", "random", "ucf101", "hmdb51")

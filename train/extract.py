@@ -1,4 +1,4 @@
-"""Precompute frames and quantised flow for a dataset with the runtime's own code (stream.offline / stream.flow).
+"""Precompute frames and quantised flow for a dataset with the runtime's own code (stream.core.offline / stream.core.flow).
 
 Output layout (OUT/):
   extract.json            input size, flow settings, classes, finished videos, failures
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.errors import ConfigError, SourceError
-from stream.flow import FlowSettings
-from stream.offline import read_video, video_flows
+from stream.core.errors import ConfigError, SourceError
+from stream.core.flow import FlowSettings
+from stream.core.offline import read_video, video_flows
 from train.datasets import scan_folder_per_class
 
 INDEX_FILE = "extract.json"

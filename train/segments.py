@@ -1,7 +1,7 @@
 """TSN segment sampling over extracted videos: K snippets per video, one per equal segment.
 
 Spatial snippet: one RGB frame. Temporal snippet: the L flow fields ending at a frame, stacked
-with stream.flow.stack_flows, i.e. exactly the runtime's input. Random draws use a generator
+with stream.core.flow.stack_flows, i.e. exactly the runtime's input. Random draws use a generator
 seeded from (seed, epoch, index), so a run reproduces whatever the worker count.
 Camera-motion augmentation: when the extraction holds camera-moved flow variants
 (`twostream extract --camera-motion K`), each training sample draws the clean flow or one of
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stream.flow import normalize_rgb, stack_flows
+from stream.core.flow import normalize_rgb, stack_flows
 from train.datasets import VideoItem
 from train.extract import load_flow_variants, load_video
 from train.transforms import augment
@@ -92,7 +92,7 @@ class SegmentDataset(torch.utils.data.Dataset):
                 snippets = augment(snippets, is_flow=False, size=self.size, rng=rng)
             x = normalize_rgb(snippets, self.mean, self.std)
         else:
-            # window ending at frame e uses flows[e-L:e]; e in [L, N-1] (stream.offline.window_ends)
+            # window ending at frame e uses flows[e-L:e]; e in [L, N-1] (stream.core.offline.window_ends)
             n_frames = len(data) + 1
             if n_frames - 1 < L:
                 pad = np.repeat(data[-1:], L - len(data), axis=0)

@@ -32,9 +32,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream.annotations import Annotation, Segment, save_annotation
-from stream.errors import SourceError
-from stream.offline import iter_frames, open_video
+from stream.quality.annotations import Annotation, Segment, save_annotation
+from stream.core.errors import SourceError
+from stream.core.offline import iter_frames, open_video
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 

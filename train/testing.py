@@ -34,7 +34,7 @@ def make_tiny_bundle(out_dir: str | Path, num_classes: int = 4, input_size: int 
     """
     import torch
 
-    from stream.flow import FlowSettings
+    from stream.core.flow import FlowSettings
     from train.onnx_export import export_bundle
 
     labels = list(labels) if labels is not None else [f"class{i}" for i in range(num_classes)]

@@ -38,10 +38,10 @@ def plain_loop(ctx: BenchContext, nets, *, backend: str, max_frames: int, full_r
 
     from dataclasses import replace
 
-    from stream.flow import FlowComputer, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
-    from stream.fusion import fuse_scores
-    from stream.config import Settings
-    from stream.windows import WindowClock
+    from stream.core.flow import FlowComputer, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
+    from stream.core.fusion import fuse_scores
+    from stream.core.config import Settings
+    from stream.core.windows import WindowClock
 
     b = ctx.bundle
     settings = replace(b.flow, backend=backend)  # everything else as the bundle says (bound, stacking, subtract)

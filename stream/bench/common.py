@@ -311,7 +311,7 @@ class BenchContext:
         """The bench video decoded at the model size (RGB), as the runtime sees it."""
         key = ("frames", max_frames)
         if key not in self.cache:
-            from stream.offline import read_video
+            from stream.core.offline import read_video
 
             self.cache[key] = read_video(self.video, self.bundle.input_size, max_frames=max_frames)
         return self.cache[key]

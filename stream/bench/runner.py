@@ -1,5 +1,5 @@
-"""Run the real pipeline (stream.pipeline.Pipeline, this process as supervisor) on N copies of a video
-while a stream.client.Subscriber on a free loopback port records every published message and a
+"""Run the real pipeline (stream.runtime.supervisor.Pipeline, this process as supervisor) on N copies of a video
+while a stream.clients.client.Subscriber on a free loopback port records every published message and a
 sampler thread records the CPU time of every stage process from /proc."""
 from __future__ import annotations
 
@@ -74,10 +74,10 @@ class PipelineRun:
 
 def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frames: int = 0, threads: int | None = None,
                  max_batch: int | None = None, timeout: float = 300.0, preview: bool = False) -> PipelineRun:
-    from stream.client import EndOfStream, Prediction, Status, Subscriber
-    from stream.config import Settings
-    from stream.pipeline import Pipeline
-    from stream.sources import parse_sources
+    from stream.clients.client import EndOfStream, Prediction, Status, Subscriber
+    from stream.core.config import Settings
+    from stream.runtime.supervisor import Pipeline
+    from stream.runtime.sources import parse_sources
 
     s = Settings()
     endpoint = f"tcp://127.0.0.1:{free_port()}"

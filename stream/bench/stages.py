@@ -26,9 +26,9 @@ def batch_sizes(ctx: BenchContext) -> list[int]:
 
 def _decode_resize(ctx: BenchContext, max_frames: int) -> tuple[list[float], list[float], int, tuple[int, int]]:
     """(decode ms/frame samples, resize ms/frame samples, frames per sample, source size)."""
-    from stream.capture import open_capture
-    from stream.flow import resize_frame
-    from stream.sources import parse_source
+    from stream.runtime.capture import open_capture
+    from stream.core.flow import resize_frame
+    from stream.runtime.sources import parse_source
 
     size = ctx.bundle.input_size
     dec, res = [], []
@@ -57,7 +57,7 @@ def _decode_resize(ctx: BenchContext, max_frames: int) -> tuple[list[float], lis
 
 def flow_samples(ctx: BenchContext, backend: str, preset: str, frames: np.ndarray, pairs: int) -> list[float]:
     """ms per flow pair (algorithm only) on consecutive real frames at the model size."""
-    from stream.flow import FlowComputer, FlowSettings, to_gray
+    from stream.core.flow import FlowComputer, FlowSettings, to_gray
 
     settings = FlowSettings(backend=backend, preset=preset if backend == "dis" else "fast")
     compute = FlowComputer(settings)
@@ -74,7 +74,7 @@ def flow_samples(ctx: BenchContext, backend: str, preset: str, frames: np.ndarra
 
 def flow_stage_samples(ctx: BenchContext, frames: np.ndarray, pairs: int) -> list[float]:
     """ms per frame of what the flow stage does with the bundle's settings: gray, flow, quantise."""
-    from stream.flow import FlowComputer, quantize_flow, to_gray
+    from stream.core.flow import FlowComputer, quantize_flow, to_gray
 
     b = ctx.bundle
     compute = FlowComputer(b.flow)
@@ -93,7 +93,7 @@ def flow_stage_samples(ctx: BenchContext, frames: np.ndarray, pairs: int) -> lis
 
 def window_batch(ctx: BenchContext, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """uint8 RGB frames (B,S,S,3) and quantised flows (B,L,S,S,2) of real windows from the bench video."""
-    from stream.offline import video_flows
+    from stream.core.offline import video_flows
 
     b = ctx.bundle
     key = "window_source"
@@ -108,8 +108,8 @@ def window_batch(ctx: BenchContext, batch: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def prepare_inputs(ctx: BenchContext, rgb: np.ndarray, flows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exactly what stream.inference does before the engine calls."""
-    from stream.flow import normalize_rgb, stack_flows
+    """Exactly what stream.runtime.inference does before the engine calls."""
+    from stream.core.flow import normalize_rgb, stack_flows
 
     b = ctx.bundle
     spatial_in = normalize_rgb(rgb, b.mean, b.std)
@@ -127,7 +127,7 @@ def loaded_bundle(ctx: BenchContext):
 
 def engine_samples(ctx: BenchContext, batch: int) -> dict[str, list[float]]:
     """ms per call (whole batch) for: window prep, spatial engine, temporal engine, fusion; interleaved."""
-    from stream.fusion import fuse_scores
+    from stream.core.fusion import fuse_scores
 
     loaded = loaded_bundle(ctx)
     rgb, fl = window_batch(ctx, batch)
@@ -147,8 +147,8 @@ def _publisher_kwargs(b) -> dict:
     """Publisher arguments as the pipeline passes them, from default settings (its signature evolves)."""
     import inspect
 
-    from stream.config import Settings
-    from stream.publisher import Publisher
+    from stream.core.config import Settings
+    from stream.runtime.publisher import Publisher
 
     s = Settings()
     pool = {"labels": b.labels, "sources": ["bench"], "sndhwm": s.publish.sndhwm, "top": s.fusion.top_k,
@@ -162,8 +162,8 @@ def publish_samples(ctx: BenchContext, messages: int = 200) -> list[float]:
     """ms per published prediction (JSON encode + ZeroMQ send, smoothing, top-k) on a loopback PUB socket."""
     import zmq
 
-    from stream.messages import WindowResult
-    from stream.publisher import Publisher
+    from stream.runtime.events import WindowResult
+    from stream.runtime.publisher import Publisher
 
     b = ctx.bundle
     ctx_z = zmq.Context()

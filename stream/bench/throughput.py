@@ -92,7 +92,7 @@ def bound_limits(c: dict, *, cores: float, stride: int, sources: int) -> dict:
 def finish(ctx: BenchContext) -> None:
     r = ctx.report
     cores = len(os.sched_getaffinity(0))
-    from stream.config import Settings
+    from stream.core.config import Settings
 
     stride = Settings().pipeline.stride
     for n, runs in ctx.cache["throughput_runs"].items():

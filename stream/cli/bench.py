@@ -61,7 +61,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def _resolve_inputs(args) -> dict:
-    from stream.errors import ConfigError
+    from stream.core.errors import ConfigError
 
     data = data_dir()
     model = Path(args.model) if args.model else REPO / "models" / "default"
@@ -83,7 +83,7 @@ def _resolve_inputs(args) -> dict:
 
 
 def _selected(only: str | None) -> list[str]:
-    from stream.errors import ConfigError
+    from stream.core.errors import ConfigError
 
     if not only:
         return list(REPORTS)
@@ -185,7 +185,7 @@ def main(args: argparse.Namespace) -> int:
 
     from stream.bench import baselines, capacity, engine_vs_eager, flow_quality, stages, throughput
     from stream.bench.common import BenchContext, Report, machine_info
-    from stream.errors import ConfigError
+    from stream.core.errors import ConfigError
 
     selected = _selected(args.only)
     inputs = _resolve_inputs(args)

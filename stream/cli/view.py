@@ -30,9 +30,9 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from stream.errors import ConfigError
-    from stream.publisher import check_endpoint
-    from stream.view_server import ViewServer
+    from stream.core.errors import ConfigError
+    from stream.runtime.publisher import check_endpoint
+    from stream.clients.view_server import ViewServer
 
     logging.basicConfig(level=logging.INFO, format="twostream view: %(message)s", stream=sys.stderr)
     check_endpoint(args.connect, "--connect")

@@ -34,11 +34,11 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from stream.client import Change, EndOfStream, Prediction, Status, Subscriber
-    from stream.cmd_run import format_prediction
-    from stream.errors import ConfigError
-    from stream.publisher import check_endpoint
-    from stream.security import client_curve
+    from stream.clients.client import Change, EndOfStream, Prediction, Status, Subscriber
+    from stream.cli.run import format_prediction
+    from stream.core.errors import ConfigError
+    from stream.runtime.publisher import check_endpoint
+    from stream.runtime.security import client_curve
 
     check_endpoint(args.connect, "--connect")
     if args.count is not None and args.count < 1:

@@ -12,11 +12,11 @@ import time
 import numpy as np
 import zmq
 
-from stream.errors import ConfigError
-from stream.fusion import top_k
-from stream.messages import SCHEMA, WindowResult, encode, topic
-from stream.policy import PolicySettings, make_policy
-from stream.security import secure_server
+from stream.core.errors import ConfigError
+from stream.core.fusion import top_k
+from stream.runtime.events import SCHEMA, WindowResult, encode, topic
+from stream.core.policy import PolicySettings, make_policy
+from stream.runtime.security import secure_server
 
 _ENDPOINT = re.compile(r"^(tcp://(\*|[A-Za-z0-9.\-]+|\[[0-9a-fA-F:]+\]):\d{1,5}|ipc://.+)$")
 

@@ -33,7 +33,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stream.errors import TwostreamError
+from stream.core.errors import TwostreamError
 
 MAX_ANNOTATION_BYTES = 64 * 1024 * 1024
 TOP_KEYS = {"fps", "frames", "segments", "meta"}

@@ -1,13 +1,13 @@
 """CUDA optical flow through OpenCV's cv2.cuda module (needs an OpenCV build with CUDA).
 
-Backends: `farneback` and `tvl1` are the CUDA versions of the CPU algorithms in stream.flow;
+Backends: `farneback` and `tvl1` are the CUDA versions of the CPU algorithms in stream.core.flow;
 `nvof` is NVIDIA's hardware optical flow (NvidiaOpticalFlow_2_0, Turing and newer), a
 different algorithm. A network trained on one algorithm's flow loses accuracy silently on
 another's, so `check_flow_algorithm` refuses a backend that differs from the bundle's
 flow.backend unless the caller opts in (allow_other_algorithm=True).
 
-Output is the same as stream.flow.FlowComputer: float32 (H, W, 2) pixels, x then y, which
-the caller quantises with stream.flow.quantize_flow, so the temporal network sees the same
+Output is the same as stream.core.flow.FlowComputer: float32 (H, W, 2) pixels, x then y, which
+the caller quantises with stream.core.flow.quantize_flow, so the temporal network sees the same
 uint8 encoding whichever device computed the flow. Frames stay in a small ring of GpuMats
 (each upload reuses its buffer, the previous frame is never uploaded twice); the flow is
 downloaded once per frame because the pipeline's flow ring is host shared memory read by
@@ -18,11 +18,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stream.errors import ConfigError
-from stream.flow import subtract_camera_motion
+from stream.core.errors import ConfigError
+from stream.core.flow import subtract_camera_motion
 
 CUDA_FLOW_BACKENDS = ("farneback", "tvl1", "nvof")
-# Which CPU algorithm (stream.flow.BACKENDS) each CUDA backend implements; None: no CPU twin.
+# Which CPU algorithm (stream.core.flow.BACKENDS) each CUDA backend implements; None: no CPU twin.
 CPU_TWIN = {"farneback": "farneback", "tvl1": "tvl1", "nvof": None}
 
 # OpenCV's Python names moved between versions; try both spellings.
@@ -96,7 +96,7 @@ class CudaFlowComputer:
         self._count = 0
         self._grid = 1
         if backend == "farneback":
-            # Same parameters as the CPU call in stream.flow.FlowComputer (levels 3, scale 0.5, window 15,
+            # Same parameters as the CPU call in stream.core.flow.FlowComputer (levels 3, scale 0.5, window 15,
             # 3 iterations, poly_n 5, sigma 1.2): the same algorithm and settings, a different implementation.
             self._algo = factory(3, 0.5, False, 15, 3, 5, 1.2, 0)
         elif backend == "tvl1":

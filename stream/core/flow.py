@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from stream.errors import BundleError
+from stream.core.errors import BundleError
 
 BACKENDS = ("dis", "farneback", "tvl1")
 DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}

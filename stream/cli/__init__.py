@@ -6,21 +6,21 @@ import importlib
 import importlib.util
 import sys
 
-from stream.errors import TwostreamError
+from stream.core.errors import TwostreamError
 
 # (name, module, one-line help). Each module defines configure(parser) and main(args) -> int.
 # Modules must not import torch at top level: `twostream --help` works on a camera box.
 COMMANDS = [
-    ("run", "stream.cmd_run", "run the pipeline on sources (webcam index, rtsp/http URL, video file)"),
-    ("subscribe", "stream.cmd_subscribe", "print predictions published by a running pipeline"),
+    ("run", "stream.cli.run", "run the pipeline on sources (webcam index, rtsp/http URL, video file)"),
+    ("subscribe", "stream.cli.subscribe", "print predictions published by a running pipeline"),
     ("extract", "train.cmd_extract", "precompute frames and optical flow for a dataset"),
     ("train", "train.cmd_train", "train the spatial or temporal stream"),
     ("eval", "train.cmd_eval", "video-level accuracy of a bundle or checkpoints on a dataset"),
     ("export", "train.cmd_export", "export checkpoints to an ONNX model bundle"),
     ("make-sequences", "train.cmd_sequences", "stitch labelled clips into annotated continuous streams"),
-    ("eval-stream", "stream.cmd_eval_stream", "streaming quality: window accuracy, switch delay, flicker"),
-    ("bench", "stream.cmd_bench", "benchmark stages and the whole pipeline against baselines"),
-    ("view", "stream.cmd_view", "serve a live web view of predictions and previews"),
+    ("eval-stream", "stream.cli.eval_stream", "streaming quality: window accuracy, switch delay, flicker"),
+    ("bench", "stream.cli.bench", "benchmark stages and the whole pipeline against baselines"),
+    ("view", "stream.cli.view", "serve a live web view of predictions and previews"),
     ("doctor", "engines.cmd_doctor", "list engines, GPUs and flow backends this machine can use"),
     ("build-engines", "engines.cmd_build", "build TensorRT plans for a bundle (NVIDIA GPU)"),
 ]

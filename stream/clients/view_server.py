@@ -1,7 +1,7 @@
 """The live view behind `twostream view`: a ZeroMQ SUB thread keeps the latest state of every source,
 a standard-library HTTP server shows it.
 
-    GET /                  the page (stream.view_page)
+    GET /                  the page (stream.clients.view_page)
     GET /events            Server-Sent Events: a JSON snapshot of all sources on every change (<= 10/s,
                            and at least once a second so time-based states such as "silent" update)
     GET /state             the same snapshot once
@@ -25,9 +25,9 @@ from urllib.parse import unquote, urlsplit
 
 import zmq
 
-from stream.client import Change, EndOfStream, MessageError, Prediction, Status, decode_message
-from stream.errors import ConfigError
-from stream.view_page import PAGE
+from stream.clients.client import Change, EndOfStream, MessageError, Prediction, Status, decode_message
+from stream.core.errors import ConfigError
+from stream.clients.view_page import PAGE
 
 log = logging.getLogger("twostream.view")
 

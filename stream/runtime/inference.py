@@ -14,11 +14,11 @@ import numpy as np
 import zmq
 
 from engines.loader import open_bundle
-from stream.flow import normalize_rgb, stack_flows
-from stream.fusion import fuse_scores
-from stream.messages import WindowReady, WindowResult
-from stream.procs import event_sockets, ignore_interrupts
-from stream.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
+from stream.core.flow import normalize_rgb, stack_flows
+from stream.core.fusion import fuse_scores
+from stream.runtime.events import WindowReady, WindowResult
+from stream.runtime.stage import event_sockets, ignore_interrupts
+from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
 
 
 @dataclass(frozen=True)

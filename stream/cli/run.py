@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from stream.config import load_settings, override
+from stream.core.config import load_settings, override
 
 DEFAULT_MODEL = "models/default"
 
@@ -74,10 +74,10 @@ def format_prediction(m: dict) -> str:
 def main(args: argparse.Namespace) -> int:
     import json
 
-    from stream.annotate import check_annotate, write_annotated
-    from stream.pipeline import Pipeline, check_sources
-    from stream.publisher import check_endpoint
-    from stream.sources import parse_sources
+    from stream.clients.annotate import check_annotate, write_annotated
+    from stream.runtime.supervisor import Pipeline, check_sources
+    from stream.runtime.publisher import check_endpoint
+    from stream.runtime.sources import parse_sources
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="twostream: %(message)s", stream=sys.stderr)

@@ -1,6 +1,6 @@
 """Late fusion of the two streams: softmax each, weighted average (TSN: temporal 1.5 : spatial 1).
 
-Smoothing over windows and the decided label are stream.policy's job."""
+Smoothing over windows and the decided label are stream.core.policy's job."""
 from __future__ import annotations
 
 import numpy as np

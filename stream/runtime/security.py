@@ -16,7 +16,7 @@ from pathlib import Path
 
 import zmq
 
-from stream.errors import ConfigError
+from stream.core.errors import ConfigError
 
 
 def load_keys(path: str, what: str, *, secret: bool) -> tuple[bytes, bytes | None]:
@@ -60,7 +60,7 @@ def secure_server(socket: zmq.Socket, ctx: zmq.Context, *, secret_key_file: str,
 
 
 def client_curve(server_key_file: str, client_key_file: str | None) -> dict:
-    """The `curve` argument of stream.client.Subscriber: the server's public key and this client's key pair
+    """The `curve` argument of stream.clients.client.Subscriber: the server's public key and this client's key pair
     (a fresh throwaway pair when no file is given: enough when the publisher does not list clients)."""
     server_public, _ = load_keys(server_key_file, "--curve-server-key", secret=False)
     if client_key_file:

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import cv2
 import zmq
 
-from stream.flow import resize_frame
-from stream.config import PreviewSettings
-from stream.messages import FrameReady, SourceEnded
-from stream.preview import PreviewEncoder
-from stream.procs import event_sockets, ignore_interrupts
-from stream.shm import RingLayout, ShmRing, StatsBoard
-from stream.sources import SourceSpec
+from stream.core.flow import resize_frame
+from stream.core.config import PreviewSettings
+from stream.runtime.events import FrameReady, SourceEnded
+from stream.runtime.preview import PreviewEncoder
+from stream.runtime.stage import event_sockets, ignore_interrupts
+from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
+from stream.runtime.sources import SourceSpec
 
 
 @dataclass(frozen=True)

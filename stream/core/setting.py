@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import field
 from typing import Any
 
-from stream.errors import ConfigError
+from stream.core.errors import ConfigError
 
 _TYPES = {"int": int, "float": float, "str": str, "bool": bool}
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from stream.errors import ConfigError
-from stream.setting import check_setting, setting
-from stream.policy import PolicySettings
+from stream.core.errors import ConfigError
+from stream.core.setting import check_setting, setting
+from stream.core.policy import PolicySettings
 
 
 _opt = setting
@@ -55,7 +55,7 @@ class PublishSettings:
     endpoint: str = "tcp://127.0.0.1:5555"
     sndhwm: int = _opt(10000, lo=1, hi=10_000_000)
     status_interval: float = _opt(1.0, lo=0.05, hi=3600.0)
-    curve_secret_key: str = ""  # CURVE: server certificate with secret key ("": no encryption), see stream.security
+    curve_secret_key: str = ""  # CURVE: server certificate with secret key ("": no encryption), see stream.runtime.security
     curve_clients: str = ""  # directory of allowed subscribers' public *.key files ("": any client with the server key)
 
 

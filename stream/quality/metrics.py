@@ -33,7 +33,7 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
-from stream.annotations import Annotation
+from stream.quality.annotations import Annotation
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import zmq
 
-from stream.flow import FlowComputer, FlowSettings, quantize_flow, to_gray
-from stream.messages import FrameReady, SourceEnded, WindowReady, WindowsEnded
-from stream.procs import event_sockets, ignore_interrupts
-from stream.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
-from stream.windows import WindowClock
+from stream.core.flow import FlowComputer, FlowSettings, quantize_flow, to_gray
+from stream.runtime.events import FrameReady, SourceEnded, WindowReady, WindowsEnded
+from stream.runtime.stage import event_sockets, ignore_interrupts
+from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
+from stream.core.windows import WindowClock
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class FlowJob:
     live_queue: int
     in_endpoint: str  # PULL, bound here
     out_endpoint: str  # PUSH to inference
-    flow_device: str = "cpu"  # "cuda": stream.flow_cuda (OpenCV built with CUDA)
+    flow_device: str = "cpu"  # "cuda": stream.core.flow_cuda (OpenCV built with CUDA)
     cuda_flow_backend: str = "same"
     allow_other_flow: bool = False
 
@@ -44,8 +44,8 @@ def make_flow_computer(settings: FlowSettings, size: int, *, flow_device: str = 
     """The CPU FlowComputer, or the CUDA one when configured (refusing another algorithm unless allowed)."""
     if flow_device != "cuda":
         return FlowComputer(settings)
-    from stream.errors import ConfigError
-    from stream.flow_cuda import CUDA_FLOW_BACKENDS, CudaFlowComputer
+    from stream.core.errors import ConfigError
+    from stream.core.flow_cuda import CUDA_FLOW_BACKENDS, CudaFlowComputer
 
     backend = settings.backend if cuda_flow_backend == "same" else cuda_flow_backend
     if backend not in CUDA_FLOW_BACKENDS:

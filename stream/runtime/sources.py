@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from stream.errors import SourceError
+from stream.core.errors import SourceError
 
 LIVE_SCHEMES = ("rtsp", "rtsps", "http", "https")
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

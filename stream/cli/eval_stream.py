@@ -46,9 +46,9 @@ def main(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from stream.cmd_run import resolve_model
-    from stream.errors import ConfigError
-    from stream.eval_stream import evaluate, format_table, parse_policy, plot_timeline
+    from stream.cli.run import resolve_model
+    from stream.core.errors import ConfigError
+    from stream.quality.eval_stream import evaluate, format_table, parse_policy, plot_timeline
 
     model = resolve_model(args.model)
     if args.stride is not None and not 1 <= args.stride <= 1000:
@@ -69,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"report: {out}")
     if args.plot:
         if plot_policy is None:
-            from stream.eval_stream import DEFAULT_CANDIDATES
+            from stream.quality.eval_stream import DEFAULT_CANDIDATES
             by_name = {p.describe(): p for p in (candidates or DEFAULT_CANDIDATES)}
             plot_policy = by_name.get(report.get("recommended_policy") or "")
         path = plot_timeline(runs, tuple(report["labels"]), args.plot, policy=plot_policy)

@@ -1,4 +1,4 @@
-"""Whole-video helpers built on stream.flow: decode, flow, and window inputs exactly as the runtime makes them.
+"""Whole-video helpers built on stream.core.flow: decode, flow, and window inputs exactly as the runtime makes them.
 
 Used by evaluation, extraction, INT8 calibration and benchmarks, so every offline
 number is computed on the inputs a camera produces.
@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream.errors import SourceError
-from stream.flow import FlowComputer, FlowSettings, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
+from stream.core.errors import SourceError
+from stream.core.flow import FlowComputer, FlowSettings, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
 
 
 def open_video(path: str | Path) -> cv2.VideoCapture:

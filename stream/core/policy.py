@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from stream.setting import check_setting, setting as _opt
+from stream.core.setting import check_setting, setting as _opt
 
 KINDS = ("none", "ema", "vote", "hysteresis")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream.errors import ConfigError, SourceError
-from stream.sources import SourceSpec
+from stream.core.errors import ConfigError, SourceError
+from stream.runtime.sources import SourceSpec
 
 SUFFIXES = (".mp4", ".m4v", ".mov")
 

@@ -23,17 +23,17 @@ import cv2
 import zmq
 
 from engines.loader import open_bundle
-from stream.capture import CaptureJob, capture_main
-from stream.config import Settings
-from stream.errors import ConfigError, SourceError
-from stream.flow_stage import FlowJob, flow_main
-from stream.inference import InferenceJob, inference_main
-from stream.messages import SourceEnded, WindowResult, WindowsEnded
-from stream.preview import PreviewFrame
-from stream.procs import SharedFlag, event_sockets, quiet_stderr
-from stream.publisher import Publisher
-from stream.shm import RingLayout, ShmRing, StatsBoard
-from stream.sources import SourceSpec
+from stream.runtime.capture import CaptureJob, capture_main
+from stream.core.config import Settings
+from stream.core.errors import ConfigError, SourceError
+from stream.runtime.flow_stage import FlowJob, flow_main
+from stream.runtime.inference import InferenceJob, inference_main
+from stream.runtime.events import SourceEnded, WindowResult, WindowsEnded
+from stream.runtime.preview import PreviewFrame
+from stream.runtime.stage import SharedFlag, event_sockets, quiet_stderr
+from stream.runtime.publisher import Publisher
+from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
+from stream.runtime.sources import SourceSpec
 
 log = logging.getLogger("twostream")
 
@@ -97,7 +97,7 @@ class Pipeline:
                 f"{2 * self.bundle.flow_length + p.stride} for this model"
             )
         if p.flow_device == "cuda":  # fail now, with the reason, rather than in the flow process
-            from stream.flow_stage import make_flow_computer
+            from stream.runtime.flow_stage import make_flow_computer
 
             make_flow_computer(self.bundle.flow, self.bundle.input_size, flow_device=p.flow_device,
                                cuda_flow_backend=p.cuda_flow_backend, allow_other_flow=p.allow_other_flow)

@@ -2,11 +2,11 @@
 
 Each video is played through `python -m stream.cli run --pace fast` (a subprocess: the same
 capture -> flow -> inference -> publish path as a camera, every frame processed once) and the
-published predictions are collected with stream.client until end of stream. The scores are
-then computed by stream.stream_metrics on (window frame, decided label) pairs.
+published predictions are collected with stream.clients.client until end of stream. The scores are
+then computed by stream.quality.metrics on (window frame, decided label) pairs.
 
 Besides the labels the runtime published, the same fused score sequence is replayed offline
-through candidate decision policies (stream.policy is deterministic and pure, so this gives
+through candidate decision policies (stream.core.policy is deterministic and pure, so this gives
 exactly what the runtime would publish with that [policy] setting, without re-running the
 networks). For that the run publishes every class's fused score (top_k = number of classes)
 with the runtime's own smoothing and policy turned off.
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.annotations import Annotation, annotation_for_video, load_annotation
-from stream.errors import SourceError, TwostreamError
-from stream.policy import PolicySettings, decide_all
-from stream.stream_metrics import StreamScore, merge_scores, score_stream, summarize
+from stream.quality.annotations import Annotation, annotation_for_video, load_annotation
+from stream.core.errors import SourceError, TwostreamError
+from stream.core.policy import PolicySettings, decide_all
+from stream.quality.metrics import StreamScore, merge_scores, score_stream, summarize
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 SOURCE_NAME = "eval"
@@ -109,7 +109,7 @@ def write_config(doc: dict, path: Path) -> None:
 
 def eval_config(base: str | Path | None, num_classes: int, stride: int | None) -> dict:
     """The run's settings: the user's config with every class's score published and no runtime smoothing/policy."""
-    from stream.config import Settings
+    from stream.core.config import Settings
 
     doc: dict = {}
     if base is not None:
@@ -135,7 +135,7 @@ def eval_config(base: str | Path | None, num_classes: int, stride: int | None) -
 def run_video(video: Path, annotation: Annotation, *, model: str, config: Path, timeout: float = 120.0,
               python: str = sys.executable, quiet: bool = True) -> VideoRun:
     """Play one video through `twostream run --pace fast` and collect everything it publishes."""
-    from stream.client import Change, EndOfStream, Prediction, Subscriber
+    from stream.clients.client import Change, EndOfStream, Prediction, Subscriber
 
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{port}"
@@ -347,7 +347,7 @@ def plot_timeline(runs: list[VideoRun], labels: tuple[str, ...], out: str | Path
 
 def parse_policy(spec: str) -> PolicySettings:
     """'none', 'ema:ALPHA', 'vote:K' or 'hysteresis:MARGIN:HOLD' -> validated PolicySettings."""
-    from stream.errors import ConfigError
+    from stream.core.errors import ConfigError
 
     parts = spec.strip().split(":")
     kind, args = parts[0], parts[1:]

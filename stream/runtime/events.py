@@ -1,7 +1,7 @@
 """Messages: the small events passed between stages (pickled over local ZeroMQ sockets) and the
 published JSON schema (version 1) on topics `twostream/<source>/`, `.../status`.
 
-Frames and flow fields never travel in these; they stay in shared memory (stream.shm).
+Frames and flow fields never travel in these; they stay in shared memory (stream.runtime.shm).
 """
 from __future__ import annotations
 
