@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: demo test system-deps clean
+.PHONY: demo lint test system-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ demo: $(VENV)/.runtime
 system-deps:
 	@scripts/system-deps.sh
 
-test: $(VENV)/.test system-deps
+# Layering (import-linter contracts in pyproject.toml), no import cycle, lint (ruff), then the tests.
+lint: $(VENV)/.test
+	$(VENV)/bin/lint-imports
+	$(PY) scripts/import_cycles.py
+	$(VENV)/bin/ruff check .
+
+test: lint system-deps
 	$(PY) -m pytest -q
 
 clean:

@@ -12,10 +12,8 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
 
-from stream.core.errors import ConfigError
+from stream.core.errors import GPU_NEEDED, ConfigError
 
-# The one message every GPU-only command prints when the GPU stack is missing.
-GPU_NEEDED = "needs an NVIDIA GPU with driver and `pip install twostream[gpu]`"
 MIN_TENSORRT_MAJOR = 10  # execute_async_v3 + set_tensor_address + create_network(0)
 
 

@@ -1,5 +1,8 @@
 """One error type for problems the user can fix; the CLI prints it as one line, never a traceback."""
 
+# The one message every GPU-only command prints when the GPU stack is missing (engines and the CUDA flow).
+GPU_NEEDED = "needs an NVIDIA GPU with driver and `pip install twostream[gpu]`"
+
 
 class TwostreamError(Exception):
     """A user-facing error: the message names the culprit (file, setting, URL) and what is wrong."""

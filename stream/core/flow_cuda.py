@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from stream.core.errors import ConfigError
+from stream.core.errors import GPU_NEEDED, ConfigError
 from stream.core.flow import subtract_camera_motion
 
 CUDA_FLOW_BACKENDS = ("farneback", "tvl1", "nvof")
@@ -79,8 +79,6 @@ class CudaFlowComputer:
                  ring: int = 2, subtract: str = "none"):
         check_flow_algorithm(bundle_backend, backend, allow_other_algorithm=allow_other_algorithm)
         if cuda_device_count() <= 0:
-            from engines.capabilities import GPU_NEEDED
-
             raise ConfigError(f"CUDA flow backend {backend!r} {GPU_NEEDED} and an OpenCV build with CUDA "
                               f"(cv2.cuda.getCudaEnabledDeviceCount() is 0)")
         factory = _factory(backend)
