@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 REPORTS = ("stages", "engine-vs-eager", "throughput", "capacity", "baselines", "flow-quality")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def data_dir() -> Path | None:

@@ -55,7 +55,7 @@ def resolve_model(path: str | None) -> str:
         return path
     if Path(DEFAULT_MODEL).is_dir():
         return DEFAULT_MODEL
-    beside = Path(__file__).resolve().parents[1] / DEFAULT_MODEL
+    beside = Path(__file__).resolve().parents[2] / DEFAULT_MODEL
     return str(beside) if beside.is_dir() else DEFAULT_MODEL
 
 
@@ -75,8 +75,8 @@ def main(args: argparse.Namespace) -> int:
     import json
 
     from stream.clients.annotate import check_annotate, write_annotated
+    from stream.core.wire import check_endpoint
     from stream.runtime.supervisor import Pipeline, check_sources
-    from stream.runtime.publisher import check_endpoint
     from stream.runtime.sources import parse_sources
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,

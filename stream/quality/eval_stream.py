@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from stream.quality.annotations import Annotation, annotation_for_video, load_annotation
 from stream.core.errors import SourceError, TwostreamError
 from stream.core.policy import PolicySettings, decide_all
+from stream.quality.annotations import Annotation, annotation_for_video, load_annotation
 from stream.quality.metrics import StreamScore, merge_scores, score_stream, summarize
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -79,7 +79,8 @@ def find_videos(path: str | Path, annotation: str | Path | None = None) -> list[
         raise SourceError(f"{path}: no such video file or directory")
     ann = Path(annotation) if annotation is not None else annotation_for_video(path)
     if not ann.is_file():
-        raise SourceError(f"{path}: no annotation {ann} (write one, see docs/streaming_quality.md, or pass --annotation)")
+        raise SourceError(f"{path}: no annotation {ann} "
+                          f"(write one, see docs/streaming_quality.md, or pass --annotation)")
     return [(path, ann)]
 
 
@@ -144,7 +145,7 @@ def run_video(video: Path, annotation: Annotation, *, model: str, config: Path, 
     sub = Subscriber(endpoint, sources=[SOURCE_NAME], timeout=timeout)
     cmd = [python, "-m", "stream.cli", "run", "--config", str(config), "--model", model, "--publish", endpoint,
            "--pace", "fast", "-q", f"{SOURCE_NAME}={video}"]
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -235,7 +236,8 @@ def score_runs(runs: list[VideoRun], labels: tuple[str, ...],
     }
 
 
-def choose_policy(policies: dict[str, dict], *, accuracy_slack: float = 0.005, missed_slack: float = 0.02) -> str | None:
+def choose_policy(policies: dict[str, dict], *, accuracy_slack: float = 0.005,
+                  missed_slack: float = 0.02) -> str | None:
     """The selection rule of docs/streaming_quality.md.
 
     Keep the policies that lose no accuracy against "none": window accuracy and settled accuracy
@@ -258,8 +260,8 @@ def choose_policy(policies: dict[str, dict], *, accuracy_slack: float = 0.005, m
     return min(keep, key=key)[0] if keep else None
 
 
-def evaluate(targets: list[str | Path] | str | Path, *, model: str, config: str | Path | None = None, annotation: str | None = None,
-             stride: int | None = None, candidates: list[PolicySettings] | None = None,
+def evaluate(targets: list[str | Path] | str | Path, *, model: str, config: str | Path | None = None,
+             annotation: str | None = None, stride: int | None = None, candidates: list[PolicySettings] | None = None,
              timeout: float = 300.0, progress: bool = True) -> tuple[dict, list[VideoRun]]:
     """Run every annotated video of `target` and score it; returns (report, runs)."""
     from engines.bundle import read_bundle
@@ -270,7 +272,7 @@ def evaluate(targets: list[str | Path] | str | Path, *, model: str, config: str 
         raise SourceError("--annotation needs a single video")
     pairs = [pair for t in targets for pair in find_videos(t, annotation)]
     annotations = [(v, load_annotation(a)) for v, a in pairs]
-    for v, ann in annotations:
+    for _video, ann in annotations:
         unknown = set(ann.labels) - set(bundle.labels)
         if unknown:
             raise TwostreamError(f"{ann.path}: label(s) {', '.join(sorted(unknown))} are not in the model's labels "
@@ -300,8 +302,10 @@ def plot_timeline(runs: list[VideoRun], labels: tuple[str, ...], out: str | Path
         import matplotlib.pyplot as plt
         from matplotlib.patches import Patch
     except ImportError:
-        raise TwostreamError("--plot needs matplotlib (pip install 'twostream[train]' or pip install matplotlib)") from None
-    colors = {label: plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")(i % 20) for i, label in enumerate(labels)}
+        raise TwostreamError("--plot needs matplotlib "
+                             "(pip install 'twostream[train]' or pip install matplotlib)") from None
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    colors = {label: cmap(i % 20) for i, label in enumerate(labels)}
     fig, axes = plt.subplots(2 * len(runs), 1, figsize=(12, 2.6 * len(runs) + 0.6), squeeze=False,
                              gridspec_kw={"height_ratios": [1.4, 1.0] * len(runs)})
     rows = ["annotation", "decided" if policy is None else f"decided: {policy.describe()}", "spatial", "temporal"]
@@ -366,8 +370,8 @@ def parse_policy(spec: str) -> PolicySettings:
 
 def format_table(report: dict) -> str:
     """Plain-text table of the pooled numbers, one row per policy."""
-    head = f"{'policy':<30s} {'win acc':>7s} {'settled':>7s} {'delay mean s':>12s} {'p90 s':>6s} {'max s':>6s} {'missed':>7s} " \
-           f"{'flicker/min':>11s}"
+    head = (f"{'policy':<30s} {'win acc':>7s} {'settled':>7s} {'delay mean s':>12s} {'p90 s':>6s} {'max s':>6s} "
+            f"{'missed':>7s} {'flicker/min':>11s}")
     lines = [head, "-" * len(head)]
 
     def row(name, p, mark=""):
@@ -375,8 +379,9 @@ def format_table(report: dict) -> str:
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         acc = "-" if p["window_accuracy"] is None else f"{p['window_accuracy']:.3f}"
         settled = "-" if p["settled_accuracy"] is None else f"{p['settled_accuracy']:.3f}"
-        lines.append(f"{(name + mark):<30s} {acc:>7s} {settled:>7s} {fmt(d['mean']):>12s} {fmt(d['p90']):>6s} {fmt(d['max']):>6s} "
-                     f"{p['missed_switches']:>3d}/{p['switches']:<3d} {p['flicker_per_min']:>11.2f}")
+        lines.append(f"{(name + mark):<30s} {acc:>7s} {settled:>7s} {fmt(d['mean']):>12s} {fmt(d['p90']):>6s} "
+                     f"{fmt(d['max']):>6s} {p['missed_switches']:>3d}/{p['switches']:<3d} "
+                     f"{p['flicker_per_min']:>11.2f}")
     row("published (as run)", report["published"])
     for name, p in report["policies"].items():
         row(name, p, " *" if name == report.get("recommended_policy") else "")
