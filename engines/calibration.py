@@ -50,7 +50,7 @@ def calibration_windows(videos: list[Path], bundle: Bundle, *, windows_per_video
         flows = video_flows(frames, bundle.flow)
         spatial, temporal = window_inputs(frames, flows, ends, flow_length=bundle.flow_length, mean=bundle.mean,
                                           std=bundle.std, stacking=bundle.flow.stacking)
-        for s, t in zip(spatial, temporal):
+        for s, t in zip(spatial, temporal, strict=True):
             yield s, t
 
 

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from engines.bundle import Bundle, read_bundle
 from engines.capabilities import detect_capabilities, require_tensorrt
-from engines.plans import (NETWORKS, PlanStatus, find_plan, input_shape, onnx_file, plan_key, plans_dir,
-                           write_plan)
+from engines.plans import NETWORKS, PlanStatus, find_plan, input_shape, onnx_file, plan_key, plans_dir, write_plan
 from stream.core.errors import ConfigError
 
 
@@ -100,8 +99,12 @@ def build_bundle_plans(bundle: Bundle, *, precision: str, max_batch: int, worksp
 
 
 def _calibrator(bundle, network, digest, calib, calib_videos, calib_batches, max_batch):
-    from engines.calibration import (calibration_batches, calibration_cache_path, find_calibration_videos,
-                                     make_calibrator)
+    from engines.calibration import (
+        calibration_batches,
+        calibration_cache_path,
+        find_calibration_videos,
+        make_calibrator,
+    )
 
     videos = find_calibration_videos(calib, limit=calib_videos)
     cache = calibration_cache_path(plans_dir(bundle.path), network, digest, videos)

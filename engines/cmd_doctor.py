@@ -33,8 +33,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _plan_report(bundle_dir: str, caps: Capabilities) -> dict:
-    from engines.loader import _usable_plan
     from engines.bundle import read_bundle
+    from engines.loader import _usable_plan
 
     bundle = read_bundle(bundle_dir)
     out = {}
@@ -114,7 +114,7 @@ def gpu_selftest(bundle_dir: str, clip: str | None, *, max_batch: int, windows: 
         raise ConfigError(f"{clip_path}: too short for one window of {bundle.flow_length} flows")
     inputs = dict(zip(("spatial", "temporal"), window_inputs(
         frames, flows, ends, flow_length=bundle.flow_length, mean=bundle.mean, std=bundle.std,
-        stacking=bundle.flow.stacking)))
+        stacking=bundle.flow.stacking), strict=True))
     log(f"self-test: {bundle.path} on {caps.gpus[0].name}, {len(ends)} windows from {clip_path}")
 
     reference, rates = {}, {}

@@ -87,7 +87,8 @@ def build_plan(onnx_bytes: bytes, *, name: str, shape_chw: tuple[int, int, int],
             tensor = network.get_input(0)
             dims = tuple(tensor.shape)
             if tuple(dims[1:]) != tuple(shape_chw):
-                raise BundleError(f"{name}: ONNX input is {dims}, bundle.toml says (batch, {', '.join(map(str, shape_chw))})")
+                expected = ", ".join(map(str, shape_chw))
+                raise BundleError(f"{name}: ONNX input is {dims}, bundle.toml says (batch, {expected})")
             if dims[0] != -1 and dims[0] < max_batch:
                 raise BundleError(f"{name}: ONNX batch dimension is fixed at {dims[0]}; export with a dynamic batch")
 
@@ -160,7 +161,8 @@ class TensorRTEngine:
             in_shape = tuple(self._engine.get_tensor_shape(self._input))
             out_shape = tuple(self._engine.get_tensor_shape(self._output))
             if len(in_shape) != 4 or any(d < 1 for d in in_shape[1:]) or len(out_shape) != 2 or out_shape[1] < 1:
-                raise BundleError(f"{self.path}: tensors are {in_shape} -> {out_shape}, expected (B,C,H,W) -> (B,classes)")
+                raise BundleError(f"{self.path}: tensors are {in_shape} -> {out_shape}, "
+                                  f"expected (B,C,H,W) -> (B,classes)")
             _lo, _opt, hi = self._engine.get_tensor_profile_shape(self._input, 0)
             self.input_shape = tuple(int(d) for d in in_shape[1:])
             self.input_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._input)))

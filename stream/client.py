@@ -1,4 +1,4 @@
-"""Public import path of the Python client (`from stream.client import Subscriber`); it lives in stream.clients.client."""
+"""Public import path of the client (`from stream.client import Subscriber`); it lives in stream.clients.client."""
 from stream.clients.client import (  # noqa: F401
     Change,
     EndOfStream,

@@ -5,6 +5,7 @@ hardware yet (see docs/gpu.md).
 """
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -102,7 +103,7 @@ def test_cuda_flow_close_to_cpu_flow(shared_data, backend):
     gpu = CudaFlowComputer(backend, 64, bundle_backend=backend)
     assert gpu.push(gray[0]) is None
     diffs = []
-    for prev, cur in zip(gray, gray[1:]):
+    for prev, cur in pairwise(gray):
         got = gpu.push(cur)
         assert got.shape == (64, 64, 2) and got.dtype == np.float32
         diffs.append(np.abs(quantize_flow(got, 20.0).astype(int) - quantize_flow(cpu(prev, cur), 20.0)).mean())

@@ -17,8 +17,17 @@ import pytest
 
 from engines.bundle import read_bundle
 from engines.capabilities import GPU_NEEDED, Capabilities, GpuInfo, choose_engine, detect_capabilities
-from engines.plans import (PlanKey, find_plan, input_shape, plan_key, plan_path, profile_shapes, sha256_file,
-                           sidecar_path, write_plan)
+from engines.plans import (
+    PlanKey,
+    find_plan,
+    input_shape,
+    plan_key,
+    plan_path,
+    profile_shapes,
+    sha256_file,
+    sidecar_path,
+    write_plan,
+)
 from stream.core.errors import ConfigError, TwostreamError
 
 CPU_ONLY = Capabilities(ort_providers=("CPUExecutionProvider",), tensorrt_problem="not installed",

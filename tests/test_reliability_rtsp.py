@@ -10,10 +10,9 @@ import os
 import signal
 import time
 
-import pytest
-
 from rtsp_fixtures import *  # noqa: F403
 from rtsp_fixtures import Collector, PipelineRun, shm_segments, write_config
+
 from stream.clients.client import EndOfStream, Prediction, Status
 
 STALL = 1.5

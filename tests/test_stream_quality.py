@@ -6,16 +6,32 @@ from __future__ import annotations
 
 import json
 import subprocess
+from itertools import pairwise
 
 import cv2
 import numpy as np
 import pytest
 
-from stream.quality.annotations import (AnnotationError, annotation_from_dict, load_annotation, read_activitynet,
-                                read_annotation, read_thumos)
 from stream.core.errors import ConfigError
 from stream.core.policy import PolicySettings, decide_all, make_policy
-from stream.quality.metrics import flicker, settled_accuracy, merge_scores, p90, score_stream, summarize, switch_delays, window_accuracy
+from stream.quality.annotations import (
+    AnnotationError,
+    annotation_from_dict,
+    load_annotation,
+    read_activitynet,
+    read_annotation,
+    read_thumos,
+)
+from stream.quality.metrics import (
+    flicker,
+    merge_scores,
+    p90,
+    score_stream,
+    settled_accuracy,
+    summarize,
+    switch_delays,
+    window_accuracy,
+)
 
 
 # --- annotations -------------------------------------------------------------------------------
@@ -311,9 +327,9 @@ def test_make_sequences_weizmann4(shared_data, tmp_path, twostream_cmd, repo_roo
     ann = load_annotation(out / "weizmann4_actor2.json")
     assert _count_frames(video) == ann.frames
     assert ann.segments[0].start == 0 and ann.segments[-1].end == ann.frames
-    assert all(a.end == b.start for a, b in zip(ann.segments, ann.segments[1:]))  # contiguous
+    assert all(a.end == b.start for a, b in pairwise(ann.segments))  # contiguous
     assert sorted(s.label for s in ann.segments) == sorted(["bend", "jack", "wave1", "wave2"] * 2)  # 2 rounds
-    assert all(a.label != b.label for a, b in zip(ann.segments, ann.segments[1:]))  # each boundary is a switch
+    assert all(a.label != b.label for a, b in pairwise(ann.segments))  # each boundary is a switch
     for seg in ann.segments:  # each segment is one whole clip of this actor and label
         assert seg.source == f"{seg.label}/actor2_{seg.label}.mp4"
         assert seg.length == _count_frames(data / seg.source)
@@ -342,11 +358,11 @@ def test_k400tiny2_groups_are_dealt(shared_data):
 def _independent_scores(frames, labels, ann):
     """Window accuracy, switch delays and spurious changes counted directly from the definitions."""
     truth = [ann.label_at(f) for f in frames]
-    counted = [(l, t) for l, t in zip(labels, truth) if t is not None]
-    accuracy = sum(l == t for l, t in counted) / len(counted)
+    counted = [(label, t) for label, t in zip(labels, truth, strict=True) if t is not None]
+    accuracy = sum(label == t for label, t in counted) / len(counted)
     segs = ann.segments
     delays, expected = [], set()
-    for prev, seg in zip(segs, segs[1:]):
+    for seg in segs[1:]:
         hit = next((i for i, f in enumerate(frames) if seg.start <= f < seg.end and labels[i] == seg.label), None)
         delays.append(None if hit is None else frames[hit] - seg.start)
         if hit is not None and hit > 0 and labels[hit - 1] != labels[hit]:
@@ -410,13 +426,13 @@ def test_eval_stream_end_to_end(shared_data, tmp_path, twostream_cmd, repo_root)
     printed = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     predictions = [m for m in printed if m["event"] == "prediction"]
     assert [m["frame"] for m in predictions] == [w["frame"] for w in windows]
-    for m, w in zip(predictions, windows):  # same label unless the two best scores are a numerical tie
+    for m, w in zip(predictions, windows, strict=True):  # same label unless the two best scores are a numerical tie
         scores = sorted(w["fused"].values())
         assert m["label"] == w["label"] or scores[-1] - scores[-2] < 1e-4
 
     frames = [w["frame"] for w in windows]
     published = [w["label"] for w in windows]
-    assert sum(a != b for a, b in zip(published, published[1:])) > 5  # the probe really changes its mind
+    assert sum(a != b for a, b in pairwise(published)) > 5  # the probe really changes its mind
     # exactly one change event per decided change (the first decision is a change from null), matching the labels
     changes = report["change_events"][str(seq.video)]
     switched = [i for i in range(len(published)) if i == 0 or published[i] != published[i - 1]]

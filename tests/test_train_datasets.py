@@ -8,8 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stream.core.errors import ConfigError
-from train.datasets import (SplitSpec, VideoItem, group_split, make_split, random_split, read_hmdb51_split,
-                            read_ucf101_split, scan_folder_per_class)
+from train.datasets import (
+    SplitSpec,
+    VideoItem,
+    group_split,
+    make_split,
+    random_split,
+    read_hmdb51_split,
+    read_ucf101_split,
+    scan_folder_per_class,
+)
 
 
 def _touch(root, rel):
@@ -32,7 +40,8 @@ def _ucf_like(tmp_path):
     ann.mkdir()
     # classInd order is NOT alphabetical here on purpose: labels must follow classInd.txt
     (ann / "classInd.txt").write_text("1 Archery\n2 ApplyLipstick\n")
-    (ann / "trainlist01.txt").write_text("ApplyLipstick/v_ApplyLipstick_g08_c01.avi 2\nArchery/v_Archery_g08_c03.avi 1\n"
+    (ann / "trainlist01.txt").write_text("ApplyLipstick/v_ApplyLipstick_g08_c01.avi 2\n"
+                                         "Archery/v_Archery_g08_c03.avi 1\n"
                                          "Archery/v_Archery_g09_c01.avi 1\n")
     (ann / "testlist01.txt").write_text("ApplyLipstick/v_ApplyLipstick_g01_c01.avi\r\n"
                                         "ApplyLipstick/v_ApplyLipstick_g01_c02.avi\r\nArchery/v_Archery_g01_c01.avi\r\n")
@@ -74,10 +83,12 @@ def test_hmdb51_split_flags(tmp_path):
     ann.mkdir()
     (ann / "brush_hair_test_split1.txt").write_text("brush_hair_clip0.avi 1 \nbrush_hair_clip1.avi 2 \n"
                                                      "brush_hair_clip2.avi 0 \n")
-    (ann / "cartwheel_test_split1.txt").write_text("cartwheel_clip0.avi 2\ncartwheel_clip1.avi 1\ncartwheel_clip2.avi 1\n")
+    (ann / "cartwheel_test_split1.txt").write_text("cartwheel_clip0.avi 2\ncartwheel_clip1.avi 1\n"
+                                                   "cartwheel_clip2.avi 1\n")
     dataset = scan_folder_per_class(data)
     train, test = read_hmdb51_split(ann, 1, dataset.classes)
-    assert train == {"brush_hair/brush_hair_clip0.avi", "cartwheel/cartwheel_clip1.avi", "cartwheel/cartwheel_clip2.avi"}
+    assert train == {"brush_hair/brush_hair_clip0.avi", "cartwheel/cartwheel_clip1.avi",
+                     "cartwheel/cartwheel_clip2.avi"}
     assert test == {"brush_hair/brush_hair_clip1.avi", "cartwheel/cartwheel_clip0.avi"}  # flag 0: in neither
     split = make_split(dataset, SplitSpec(kind="hmdb51", number=1, annotations=ann))
     assert len(split.train) == 3 and len(split.val) == 2

@@ -40,7 +40,7 @@ def test_extraction_round_trips_to_runtime_values(small_dataset, tmp_path):
     got = window_inputs(frames, flows, ends, flow_length=10, mean=(127,) * 3, std=(128,) * 3, stacking="interleaved")
     want = window_inputs(ref_frames, ref_flows, ends, flow_length=10, mean=(127,) * 3, std=(128,) * 3,
                          stacking="interleaved")
-    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
     # resume: nothing is recomputed, the index is complete again
     again = extract_dataset(small_dataset, out, size=48, max_frames=30, workers=1, progress=False)
     assert again["skipped_already_done"] == 4 and again["videos"] == index["videos"]

@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 skimage_data = pytest.importorskip("skimage.data")
 
-from train.models import build_model, cross_modality_init, imagenet_weights_path, load_state_dict_file  # noqa: E402
+from train.models import build_model, imagenet_weights_path, load_state_dict_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,8 @@ import cv2
 import numpy as np
 import pytest
 import zmq
-
 from conftest import ROOT, count_frames, free_port
+
 from stream.clients.client import EndOfStream, Prediction, Subscriber
 
 CHROMIUM = "/usr/bin/chromium"
@@ -74,7 +74,7 @@ def stop(proc: subprocess.Popen, sig=signal.SIGINT, timeout: float = 10.0) -> in
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise AssertionError(f"{proc.args[3]} did not stop within {timeout:g} s of {sig.name}")
+            raise AssertionError(f"{proc.args[3]} did not stop within {timeout:g} s of {sig.name}") from None
     return proc.returncode
 
 

@@ -35,7 +35,7 @@ def moved_frames(frames_bgr: list[np.ndarray], fps: float, rng: np.random.Genera
                  settings: HandheldSettings = CAMERA_MOTION) -> list[np.ndarray]:
     """The frames as a moving camera would have seen them (same count, same size, BGR)."""
     poses = camera_trajectory(len(frames_bgr), fps, settings, rng)
-    return [handheld_frame(f, p, settings, rng) for f, p in zip(frames_bgr, poses)]
+    return [handheld_frame(f, p, settings, rng) for f, p in zip(frames_bgr, poses, strict=True)]
 
 
 def camera_motion_flows(source: str, rel: str, *, size: int, flow: FlowSettings, variants: int, seed: int,

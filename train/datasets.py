@@ -127,7 +127,8 @@ def group_of(rel: str, regex: re.Pattern) -> str:
 
 
 def group_split(items: list[VideoItem], regex: str, val_groups: tuple[str, ...] = (), val_fraction: float = 0.25,
-                seed: int = 0, folds: int = 0, fold: int = 0) -> tuple[list[VideoItem], list[VideoItem], list[str], list[str]]:
+                seed: int = 0, folds: int = 0,
+                fold: int = 0) -> tuple[list[VideoItem], list[VideoItem], list[str], list[str]]:
     """Split by group id: the listed val groups, fold `fold` of `folds` seeded disjoint group sets, or a seeded
     fraction of groups go to validation, whole."""
     try:
@@ -238,9 +239,11 @@ def add_split_arguments(parser) -> None:
                    help="how to split train/validation (default: all = train on everything)")
     g.add_argument("--split-number", type=int, default=1, choices=(1, 2, 3), help="UCF101/HMDB51 split number")
     g.add_argument("--annotations", type=Path, help="folder with UCF101/HMDB51 split files")
-    g.add_argument("--group-regex", default="", help=r"regex extracting a group id from the file name, e.g. 'actor(\d+)'")
+    g.add_argument("--group-regex", default="",
+                   help=r"regex extracting a group id from the file name, e.g. 'actor(\d+)'")
     g.add_argument("--val-groups", default="", help="comma-separated group ids for validation (group split)")
-    g.add_argument("--val-fraction", type=float, default=0.25, help="fraction for random/group splits without --val-groups")
+    g.add_argument("--val-fraction", type=float, default=0.25,
+                   help="fraction for random/group splits without --val-groups")
     g.add_argument("--split-seed", type=int, default=0, help="seed of random/group splits")
     g.add_argument("--folds", type=int, default=0, help="cross-validation: number of disjoint folds (random/group)")
     g.add_argument("--fold", type=int, default=0, help="cross-validation: which fold is validation (0-based)")

@@ -1,4 +1,5 @@
-"""Precompute frames and quantised flow for a dataset with the runtime's own code (stream.core.offline / stream.core.flow).
+"""Precompute frames and quantised flow for a dataset with the runtime's own code (stream.core.offline and
+stream.core.flow).
 
 Output layout (OUT/):
   extract.json            input size, flow settings, classes, finished videos, failures

@@ -16,8 +16,8 @@ def pool(paths: list[Path]) -> dict:
     for p in paths:
         r = json.loads(Path(p).read_text())
         n = r["videos"]
-        rows.append({"fold": Path(p).stem, "videos": n, **{k: r[k]["accuracy"] for k in ("spatial", "temporal", "fused")},
-                     "split": r.get("split", "")})
+        accuracies = {k: r[k]["accuracy"] for k in ("spatial", "temporal", "fused")}
+        rows.append({"fold": Path(p).stem, "videos": n, **accuracies, "split": r.get("split", "")})
         totals["videos"] += n
         for k in ("spatial", "temporal", "fused"):
             totals[k] += r[k]["accuracy"] * n
@@ -31,7 +31,8 @@ def markdown(result: dict) -> str:
     for r in result["folds"]:
         lines.append(f"| {r['fold']} | {r['videos']} | {r['spatial']:.3f} | {r['temporal']:.3f} | {r['fused']:.3f} |")
     t = result["pooled"]
-    lines.append(f"| **pooled** | {t['videos']} | **{t['spatial']:.3f}** | **{t['temporal']:.3f}** | **{t['fused']:.3f}** |")
+    lines.append(f"| **pooled** | {t['videos']} | **{t['spatial']:.3f}** | **{t['temporal']:.3f}** "
+                 f"| **{t['fused']:.3f}** |")
     return "\n".join(lines)
 
 

@@ -32,9 +32,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from stream.quality.annotations import Annotation, Segment, save_annotation
 from stream.core.errors import SourceError
 from stream.core.offline import iter_frames, open_video
+from stream.quality.annotations import Annotation, Segment, save_annotation
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -205,7 +205,7 @@ def make_sequence(clips: list[Clip], out_video: Path, *, data_root: Path, rounds
     if handheld is not None:
         camera_rng = np.random.default_rng([seed, 1])  # separate stream: the clip order stays as without handheld
         poses = camera_trajectory(len(stream_frames), fps, handheld, camera_rng)
-        stream_frames = [handheld_frame(f, p, handheld, camera_rng) for f, p in zip(stream_frames, poses)]
+        stream_frames = [handheld_frame(f, p, handheld, camera_rng) for f, p in zip(stream_frames, poses, strict=True)]
 
     out_video.parent.mkdir(parents=True, exist_ok=True)
     writer = cv2.VideoWriter(str(out_video), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))

@@ -34,13 +34,13 @@ def _frames(ctx: BenchContext, kind: str) -> int:
 
 def plain_loop(ctx: BenchContext, nets, *, backend: str, max_frames: int, full_res: bool = False) -> tuple[float, int]:
     """(frames/s, frames) of the single-process loop; flows/windows exactly as the runtime defines them."""
-    import torch
-
     from dataclasses import replace
 
+    import torch
+
+    from stream.core.config import Settings
     from stream.core.flow import FlowComputer, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
     from stream.core.fusion import fuse_scores
-    from stream.core.config import Settings
     from stream.core.windows import WindowClock
 
     b = ctx.bundle

@@ -81,7 +81,7 @@ def _random_same_arch(bundle):
     n = len(bundle.labels)
     L = bundle.flow_length
     out = []
-    for a, cin in zip(parts, (3, 2 * L)):
+    for a, cin in zip(parts, (3, 2 * L), strict=False):  # 'a+b+c' (malformed): first two
         if a == "tiny_test_net":
             from train.testing import tiny_net
 

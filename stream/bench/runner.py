@@ -76,8 +76,8 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
                  max_batch: int | None = None, timeout: float = 300.0, preview: bool = False) -> PipelineRun:
     from stream.clients.client import EndOfStream, Prediction, Status, Subscriber
     from stream.core.config import Settings
-    from stream.runtime.supervisor import Pipeline
     from stream.runtime.sources import parse_sources
+    from stream.runtime.supervisor import Pipeline
 
     s = Settings()
     endpoint = f"tcp://127.0.0.1:{free_port()}"

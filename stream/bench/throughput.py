@@ -76,8 +76,9 @@ def stage_costs_now(ctx: BenchContext, batch: int) -> dict:
     frames = ctx.frames(max_frames=48 if ctx.quick else 160)
     flow = flow_stage_samples(ctx, frames, min(len(frames) - 1, 24 if ctx.quick else 64))
     eng = engine_samples(ctx, batch)
-    per_window = [sum(x) / batch for x in zip(*eng.values())]
-    return {"c_cap": median([a + b for a, b in zip(dec, res)]), "c_flow": median(flow), "c_inf": median(per_window),
+    per_window = [sum(x) / batch for x in zip(*eng.values(), strict=True)]
+    capture = [a + b for a, b in zip(dec, res, strict=True)]
+    return {"c_cap": median(capture), "c_flow": median(flow), "c_inf": median(per_window),
             "c_pub": median(publish_samples(ctx)), "batch": batch}
 
 

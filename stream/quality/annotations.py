@@ -31,6 +31,7 @@ import bisect
 import json
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 from stream.core.errors import TwostreamError
@@ -176,7 +177,7 @@ def annotation_from_dict(doc: object, where: str = "annotation") -> Annotation:
             raise AnnotationError(f"{name}: source must be a string, got {source!r}")
         segments.append((start, end, i, Segment(label=label, start=start, end=end, source=source)))
     segments.sort(key=lambda t: (t[0], t[1]))
-    for (s0, e0, i0, a), (s1, e1, i1, b) in zip(segments, segments[1:]):
+    for (s0, e0, i0, a), (s1, e1, i1, b) in pairwise(segments):
         if s1 < e0:
             raise AnnotationError(f"{where}: segments[{i0}] ({a.label!r} {s0}..{e0}) and segments[{i1}] "
                                   f"({b.label!r} {s1}..{e1}) overlap")
@@ -225,7 +226,7 @@ def _seconds_to_segments(items: list[tuple[str, float, float, str]], fps: float,
         if end > start:  # shorter than one frame after rounding: nothing to evaluate
             segments.append({"label": label, "start": start, "end": end, "_what": what})
     segments.sort(key=lambda d: d["start"])
-    for a, b in zip(segments, segments[1:]):
+    for a, b in pairwise(segments):
         if b["start"] < a["end"]:
             raise AnnotationError(f"{where}: {a['_what']} ({a['label']!r}) and {b['_what']} ({b['label']!r}) overlap "
                                   f"(frames {a['start']}..{a['end']} and {b['start']}..{b['end']} at {fps:g} fps)")
@@ -320,7 +321,8 @@ def read_thumos(paths: str | Path | list, video: str, *, fps: float, frames: int
 
 def read_annotation(path: str | Path, *, video: str | None = None, fps: float | None = None,
                     frames: int | None = None) -> Annotation:
-    """Any supported layout: twostream JSON, ActivityNet JSON (needs video, fps) or THUMOS txt/dir (video, fps, frames)."""
+    """Any supported layout: twostream JSON, ActivityNet JSON (needs video, fps) or THUMOS txt/dir (video, fps,
+    frames)."""
     path = Path(path)
     if path.is_dir() or path.suffix == ".txt":
         if video is None or fps is None or frames is None:

@@ -320,7 +320,7 @@ def plot_timeline(runs: list[VideoRun], labels: tuple[str, ...], out: str | Path
             decided = [w.label for w in run.windows] if policy is None else policy_labels(run, labels, policy)
             for row, seq in ((2, decided), (1, [w.spatial[0] for w in run.windows]),
                              (0, [w.temporal[0] for w in run.windows])):
-                for f, s, label in zip(frames, step, seq):
+                for f, s, label in zip(frames, step, seq, strict=True):
                     band.broken_barh([(f / fps, s / fps)], (row, 0.8), color=colors.get(label, "grey"))
             t = frames / fps
             score_ax.plot(t, [w.score for w in run.windows], color="black", lw=1.2, label="fused (published label)")
@@ -360,7 +360,7 @@ def parse_policy(spec: str) -> PolicySettings:
     if kind not in shapes or len(args) != len(shapes[kind]):
         raise ConfigError(f"policy {spec!r}: expected none, ema:ALPHA, vote:K or hysteresis:MARGIN:HOLD")
     values = {}
-    for (key, kind_of), text in zip(shapes[kind], args):
+    for (key, kind_of), text in zip(shapes[kind], args, strict=True):
         try:
             values[key] = kind_of(text)
         except ValueError:

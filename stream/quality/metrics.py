@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from stream.quality.annotations import Annotation
 
@@ -67,7 +68,7 @@ class StreamScore:
 def _check_sequences(frames, labels) -> None:
     if len(frames) != len(labels):
         raise ValueError(f"{len(frames)} frame indices but {len(labels)} labels")
-    if any(b < a for a, b in zip(frames, frames[1:])):
+    if any(b < a for a, b in pairwise(frames)):
         raise ValueError("window frame indices must be non-decreasing (publishing order)")
 
 
@@ -75,7 +76,7 @@ def window_accuracy(frames, labels, annotation: Annotation) -> tuple[int, int]:
     """(correct, counted) windows against the label of each window's newest frame."""
     _check_sequences(frames, labels)
     correct = counted = 0
-    for f, lab in zip(frames, labels):
+    for f, lab in zip(frames, labels, strict=True):
         truth = annotation.label_at(int(f))
         if truth is None:
             continue
@@ -88,7 +89,7 @@ def per_class_accuracy(frames, labels, annotation: Annotation) -> dict[str, list
     """Annotated label -> [correct, windows]."""
     _check_sequences(frames, labels)
     out: dict[str, list[int]] = {}
-    for f, lab in zip(frames, labels):
+    for f, lab in zip(frames, labels, strict=True):
         truth = annotation.label_at(int(f))
         if truth is None:
             continue
@@ -106,7 +107,7 @@ def settled_accuracy(frames, labels, annotation: Annotation, settle_s: float = 1
     run_starts = [annotation.segments[0].start] + [c.frame for c in annotation.changes()]
     settle = round(settle_s * annotation.fps)
     correct = counted = 0
-    for f, lab in zip(frames, labels):
+    for f, lab in zip(frames, labels, strict=True):
         truth = annotation.label_at(int(f))
         if truth is None:
             continue
@@ -123,7 +124,7 @@ def _first_hits(frames, labels, annotation: Annotation) -> list[tuple[SwitchResu
     out = []
     for ch in annotation.changes():
         hit = None
-        for i, (f, lab) in enumerate(zip(frames, labels)):
+        for i, (f, lab) in enumerate(zip(frames, labels, strict=True)):
             if f < ch.frame:
                 continue
             if f >= ch.until:
