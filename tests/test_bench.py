@@ -11,7 +11,6 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from tests.conftest import ROOT
 
 
@@ -123,7 +122,7 @@ def test_stage_bound_is_recomputed_from_recorded_stage_costs(bench_run):
                       1000 * s / c["c_inf"], 1000 * s / c["c_pub"], n * 1000 / c["c_cap"]]
             assert value == pytest.approx(min(limits), rel=1e-12)
         avail = entry["stage_bound_available_cores_frames_per_s"]
-        for value, b, p_avail in zip(avail["samples"], bound["samples"], avail["p_avail"]):
+        for value, b, p_avail in zip(avail["samples"], bound["samples"], avail["p_avail"], strict=True):
             assert 0 < p_avail <= p and value == pytest.approx(b * p_avail / p, rel=1e-12)
 
 

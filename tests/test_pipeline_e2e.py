@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from itertools import pairwise
 
 import pytest
-
 from conftest import ROOT, count_frames, free_port, run_pipeline
+
 from stream.clients.client import Change, EndOfStream, Prediction, Status
 
 L, STRIDE = 4, 5  # the tiny bundle's flow length; the default stride
@@ -54,7 +55,7 @@ def test_fast_run_publishes_exact_windows_schema_and_eos(shared_data, tiny_bundl
     # one change event per change of the decided label, consistent with the predictions
     changes = [m for m in messages if isinstance(m, Change)]
     labels = [p.label for p in preds]
-    assert len(changes) == 1 + sum(a != b for a, b in zip(labels, labels[1:]))
+    assert len(changes) == 1 + sum(a != b for a, b in pairwise(labels))
     assert any(isinstance(m, Status) for m in messages)
 
 

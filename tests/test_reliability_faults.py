@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 import pytest
-
 from rtsp_fixtures import *  # noqa: F403
 from rtsp_fixtures import ROOT, Collector, PipelineRun, shm_segments, write_config
+
 from stream.clients.client import EndOfStream, Prediction, Status
 
 
@@ -263,8 +263,8 @@ def test_publisher_memory_bounded_by_sndhwm(tmp_path):
     RSS growth stays near SNDHWM x message size, far below what queueing everything would take."""
     import zmq
 
-    from stream.runtime.events import WindowResult
     from stream.core.policy import PolicySettings
+    from stream.runtime.events import WindowResult
     from stream.runtime.publisher import Publisher
 
     endpoint = f"ipc://{tmp_path}/flood.sock"

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from rtsp_fixtures import *  # noqa: F403
 from rtsp_fixtures import ROOT, free_port
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import zmq
 import zmq.auth
-
 from rtsp_fixtures import *  # noqa: F403
 from rtsp_fixtures import ROOT, Collector, PipelineRun, write_config
 

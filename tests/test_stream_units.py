@@ -11,9 +11,9 @@ from stream.core.config import Settings, load_settings, settings_from_dict
 from stream.core.errors import ConfigError, SourceError
 from stream.core.flow import FlowSettings, dequantize_flow, quantize_flow, stack_flows
 from stream.core.fusion import fuse_scores, softmax, top_k
+from stream.core.windows import WindowClock, window_count, window_end_frames
 from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten
 from stream.runtime.sources import mask_url, parse_source, parse_sources
-from stream.core.windows import WindowClock, window_count, window_end_frames
 
 
 # --- rings ---------------------------------------------------------------------------------------
@@ -121,8 +121,10 @@ def test_fusion_weighted_average_of_softmaxes():
     s = np.array([[2.0, 0.0, 0.0]])
     t = np.array([[0.0, 0.0, 3.0]])
     ps, pt, fused = fuse_scores(s, t, spatial_weight=1.0, temporal_weight=1.5)
-    e = np.exp([2.0, 0.0, 0.0]); want_s = e / e.sum()
-    e = np.exp([0.0, 0.0, 3.0]); want_t = e / e.sum()
+    e = np.exp([2.0, 0.0, 0.0])
+    want_s = e / e.sum()
+    e = np.exp([0.0, 0.0, 3.0])
+    want_t = e / e.sum()
     np.testing.assert_allclose(ps[0], want_s)
     np.testing.assert_allclose(pt[0], want_t)
     np.testing.assert_allclose(fused[0], (1.0 * want_s + 1.5 * want_t) / 2.5)

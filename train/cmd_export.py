@@ -105,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"spatial and temporal checkpoints disagree on {key}: {ms[key]} vs {mt[key]}")
     labels = ms["classes"]
     nets = {}
-    for stream, (p, c) in ckpts.items():
+    for stream, (_path, c) in ckpts.items():
         m = c["meta"]
         net = build_model(m["arch"], len(labels), in_channels=m["in_channels"], weights=None, dropout=m["dropout"])
         net.load_state_dict(c["model"])

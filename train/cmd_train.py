@@ -78,8 +78,17 @@ def main(args: argparse.Namespace) -> int:
 
     from stream.core.errors import ConfigError
     from train.datasets import Dataset, VideoItem, make_split, split_spec_from_args
-    from train.engine import (SegmentConsensus, cosine_lambda, is_main_process, load_checkpoint, now,
-                              save_checkpoint, train_one_epoch, validate, write_log)
+    from train.engine import (
+        SegmentConsensus,
+        cosine_lambda,
+        is_main_process,
+        load_checkpoint,
+        now,
+        save_checkpoint,
+        train_one_epoch,
+        validate,
+        write_log,
+    )
     from train.extract import read_index
     from train.models import build_model
     from train.segments import SegmentDataset

@@ -26,8 +26,8 @@ def batch_sizes(ctx: BenchContext) -> list[int]:
 
 def _decode_resize(ctx: BenchContext, max_frames: int) -> tuple[list[float], list[float], int, tuple[int, int]]:
     """(decode ms/frame samples, resize ms/frame samples, frames per sample, source size)."""
-    from stream.runtime.capture import open_capture
     from stream.core.flow import resize_frame
+    from stream.runtime.capture import open_capture
     from stream.runtime.sources import parse_source
 
     size = ctx.bundle.input_size
@@ -192,7 +192,7 @@ def ensure_costs(ctx: BenchContext) -> dict:
     dec, res, n, shape = _decode_resize(ctx, nframes)
     r.measure(f"{ROOT}/decode_ms_per_frame", dec, "ms/frame", frames=n, source_size=f"{shape[1]}x{shape[0]}")
     r.measure(f"{ROOT}/resize_ms_per_frame", res, "ms/frame", to=f"{b.input_size}x{b.input_size} RGB")
-    r.measure(f"{ROOT}/capture_ms_per_frame", [a + c for a, c in zip(dec, res)], "ms/frame",
+    r.measure(f"{ROOT}/capture_ms_per_frame", [a + c for a, c in zip(dec, res, strict=True)], "ms/frame",
               what="decode + resize (capture process work)")
     frames = ctx.frames(max_frames=nframes)
     pairs = min(len(frames) - 1, 24 if ctx.quick else 96)
@@ -203,7 +203,7 @@ def ensure_costs(ctx: BenchContext) -> dict:
         s = engine_samples(ctx, batch)
         for key, vals in s.items():
             r.measure(f"{ROOT}/engine/batch{batch}/{key}_ms_per_call", vals, "ms/call", batch=batch)
-        total = [sum(x) / batch for x in zip(*s.values())]
+        total = [sum(x) / batch for x in zip(*s.values(), strict=True)]
         r.measure(f"{ROOT}/engine/batch{batch}/inference_ms_per_window", total, "ms/window",
                   what="prepare + spatial + temporal + fusion, per window")
         r.measure(f"{ROOT}/engine/batch{batch}/spatial_ms_per_window", [x / batch for x in s["spatial"]], "ms/window")
