@@ -112,6 +112,7 @@ def tiny_dataset(shared_data, tmp_path_factory):
 def test_runtime_flow_stage_matches_extraction_with_subtraction(tiny_dataset, tmp_path):
     """The flow stage of `twostream run`, configured from a bundle with subtract = median, writes
     byte-identical quantised flow to what `twostream extract --flow-subtract median` stored."""
+    from stream.core.config import PipelineSettings
     from stream.runtime.flow_stage import FlowJob, _advance, _SourceFlow
     from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
 
@@ -130,7 +131,8 @@ def test_runtime_flow_stage_matches_extraction_with_subtraction(tiny_dataset, tm
     stats = StatsBoard(ShmRing.new_name("tstcs"), 1, create=True)
     rings = [ShmRing(frame_ring, create=True), ShmRing(flow_ring, create=True)]
     job = FlowJob(frame_rings=(frame_ring,), flow_rings=(flow_ring,), live=(False,), stats_name=stats.name,
-                  flow_settings=bundle_flow, flow_length=4, stride=5, live_queue=4, in_endpoint="", out_endpoint="")
+                  flow_settings=bundle_flow, flow_length=4, pipeline=PipelineSettings(stride=5, live_queue=4),
+                  in_endpoint="", out_endpoint="")
 
     class Sink:
         def send_pyobj(self, msg):

@@ -127,8 +127,23 @@ BAD_INPUTS = [
     (["--model", "no/such/dir", "assets/demo.mp4"], "'no/such/dir' is not a directory"),
     (["--stride", "0", "assets/demo.mp4"], "--stride: [pipeline] stride = 0"),
     (["{corrupt}"], "not a readable video"),
-    (["--config", "{cuda_config}", "assets/demo.mp4"], "flow_device = 'cuda'"),
+    (["--config", "{cuda_config}", "assets/demo.mp4"], "[flow] device = 'cuda'"),
 ]
+
+
+def test_old_flow_key_warns_naming_the_new_key(tmp_path, tiny_bundle):
+    """A config written before [flow] existed still works: one warning line naming the new key, then the
+    setting takes effect (here: CUDA flow, refused on this bundle's DIS flow with the usual one-line error)."""
+    old = tmp_path / "old.toml"
+    old.write_text('[pipeline]\nflow_device = "cuda"\n')
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", "run", "--model", str(tiny_bundle), "--config", str(old),
+                           "--publish", f"tcp://127.0.0.1:{free_port()}", "assets/demo.mp4"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"twostream: {old}: [pipeline] flow_device is deprecated; use [flow] device",
+        "twostream run: error: [flow] device = 'cuda': the bundle's flow algorithm 'dis' has no CUDA version; keep "
+        "device = 'cpu', or choose [flow] cuda_backend and set allow_other = true to accept another"]
 
 
 @pytest.mark.parametrize("args,culprit", BAD_INPUTS)
@@ -136,7 +151,7 @@ def test_bad_input_one_line_error(args, culprit, tmp_path, tiny_bundle):
     bad_config = tmp_path / "bad.toml"
     bad_config.write_text("[pipeline]\nstrid = 5\n")
     cuda_config = tmp_path / "cuda.toml"  # this machine has no CUDA; the bundle's flow is DIS
-    cuda_config.write_text('[pipeline]\nflow_device = "cuda"\n')
+    cuda_config.write_text('[flow]\ndevice = "cuda"\n')
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(bytes(range(256)) * 64)
     args = [a.format(bad_config=bad_config, corrupt=corrupt, cuda_config=cuda_config) for a in args]

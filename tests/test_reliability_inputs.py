@@ -72,6 +72,14 @@ def _case_missing_config(t, b):
     return ["--config", str(t / "nope.toml")], None, "nope.toml"
 
 
+def _case_config_not_regular(t, b):  # /dev/null exists: the message must not say it does not
+    return ["--config", "/dev/null"], None, "config file '/dev/null' is not a regular file"
+
+
+def _case_config_directory(t, b):
+    return ["--config", str(t)], None, f"config file {str(t)!r} is a directory, not a regular file"
+
+
 def _case_flag_range(t, b):
     return ["--max-frames", "-3"], None, "--max-frames"
 
@@ -127,7 +135,8 @@ def _case_flow_ring_small(t, b):
 
 
 CASES = [_case_unknown_key, _case_unknown_section, _case_out_of_range, _case_wrong_type, _case_bad_toml,
-         _case_missing_config, _case_flag_range, _case_bad_endpoint, _case_bad_scheme, _case_bad_source_name,
+         _case_missing_config, _case_config_not_regular, _case_config_directory, _case_flag_range,
+         _case_bad_endpoint, _case_bad_scheme, _case_bad_source_name,
          _case_missing_file, _case_random_bytes, _case_empty_file, _case_no_model_dir, _case_label_count,
          _case_wrong_l, _case_bundle_outside, _case_flow_ring_small]
 

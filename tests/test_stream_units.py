@@ -231,6 +231,50 @@ def test_bad_settings_name_key_and_value(doc, culprit):
     assert culprit in str(err.value) and "test.toml" in str(err.value)
 
 
+def test_old_pipeline_flow_keys_still_read_with_a_warning_naming_the_new_key(caplog):
+    doc = {"pipeline": {"flow_device": "cuda", "cuda_flow_backend": "nvof", "allow_other_flow": True, "stride": 7}}
+    with caplog.at_level("WARNING", logger="twostream"):
+        settings = settings_from_dict(doc, where="old.toml")
+    assert (settings.flow.device, settings.flow.cuda_backend, settings.flow.allow_other) == ("cuda", "nvof", True)
+    assert settings.pipeline.stride == 7
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["old.toml: [pipeline] flow_device is deprecated; use [flow] device",
+                        "old.toml: [pipeline] cuda_flow_backend is deprecated; use [flow] cuda_backend",
+                        "old.toml: [pipeline] allow_other_flow is deprecated; use [flow] allow_other"]
+    assert doc["pipeline"]["flow_device"] == "cuda"  # the caller's document is left as it was
+    with caplog.at_level("WARNING", logger="twostream"):
+        caplog.clear()
+        assert settings_from_dict({"flow": {"device": "cuda"}}).flow.device == "cuda"
+    assert not caplog.records
+    # a bad value under the old name is reported under the new one (the warning above it names both)
+    with pytest.raises(ConfigError, match=r"^old.toml: \[flow\] device = 'gpu': expected one of cpu, cuda$"):
+        settings_from_dict({"pipeline": {"flow_device": "gpu"}}, where="old.toml")
+    with pytest.raises(ConfigError, match=r"\[pipeline\] flow_device and \[flow\] device are the same setting"):
+        settings_from_dict({"pipeline": {"flow_device": "cpu"}, "flow": {"device": "cpu"}}, where="both.toml")
+
+
+def test_config_file_messages_say_exactly_what_is_wrong(tmp_path):
+    """Missing, a directory, not a regular file (/dev/null), unreadable, not UTF-8, not TOML: one exact line each."""
+    from pathlib import Path
+
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("[pipeline\n")
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes(b"# caf\xe9\n")
+    cases = [(tmp_path / "nope.toml", "does not exist"),
+             (tmp_path / "nope" / "x.toml", "does not exist"),
+             (tmp_path, "is a directory, not a regular file"),
+             (Path("/dev/null"), "is not a regular file"),
+             (Path("/proc/self/mem"), "cannot be read (Input/output error)"),  # regular, but read() fails
+             (latin, "is not valid TOML (not UTF-8 text: byte 5)"),
+             (bad_toml, "is not valid TOML (Expected ']'")]
+    for path, expect in cases:
+        with pytest.raises(ConfigError) as err:
+            load_settings(path)
+        msg = str(err.value)
+        assert msg.startswith(f"config file {str(path)!r} {expect}") and "\n" not in msg, msg
+
+
 def test_url_password_from_environment_keeps_it_off_the_command_line(monkeypatch):
     monkeypatch.setenv("CAM1_PASSWORD", "p4ss")
     spec = parse_source("cam1=rtsp://admin:${CAM1_PASSWORD}@10.0.0.5:554/live")

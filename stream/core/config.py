@@ -2,10 +2,13 @@
 
 Every key has a type and an allowed range or set; a bad value is reported with the
 key, the value and what is allowed. Unknown keys are errors (a typo must not be
-silently ignored).
+silently ignored). Renamed keys (DEPRECATED_KEYS) are still read, with a one-line warning
+naming the new key.
 """
 from __future__ import annotations
 
+import logging
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -32,9 +35,15 @@ class PipelineSettings:
     live_queue: int = _opt(3, lo=1, hi=1000)
     max_restarts: int = _opt(5, lo=0, hi=1000)
     stop_timeout: float = _opt(10.0, lo=0.5, hi=600.0)
-    flow_device: str = _opt("cpu", choices=("cpu", "cuda"))
-    cuda_flow_backend: str = _opt("same", choices=("same", "farneback", "tvl1", "nvof"))
-    allow_other_flow: bool = False
+
+
+@dataclass(frozen=True)
+class FlowDeviceSettings:
+    """[flow]: where the flow stage computes optical flow (the algorithm itself comes from the bundle)."""
+
+    device: str = _opt("cpu", choices=("cpu", "cuda"))
+    cuda_backend: str = _opt("same", choices=("same", "farneback", "tvl1", "nvof"))
+    allow_other: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class PreviewSettings:
 @dataclass(frozen=True)
 class Settings:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    flow: FlowDeviceSettings = field(default_factory=FlowDeviceSettings)
     engine: EngineSettings = field(default_factory=EngineSettings)
     fusion: FusionSettings = field(default_factory=FusionSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
@@ -88,9 +98,40 @@ class Settings:
     preview: PreviewSettings = field(default_factory=PreviewSettings)
 
 
+# Old (section, key) -> new (section, key). Still accepted, with a warning naming the new key.
+DEPRECATED_KEYS = {
+    ("pipeline", "flow_device"): ("flow", "device"),
+    ("pipeline", "cuda_flow_backend"): ("flow", "cuda_backend"),
+    ("pipeline", "allow_other_flow"): ("flow", "allow_other"),
+}
+
+log = logging.getLogger("twostream")
+
+
+def _renamed(doc: dict, where: str) -> dict:
+    """The document with deprecated keys moved to their new place (a warning each); both set is an error."""
+    if not any(isinstance(doc.get(old[0]), dict) and old[1] in doc[old[0]] for old in DEPRECATED_KEYS):
+        return doc
+    doc = {k: dict(v) if isinstance(v, dict) else v for k, v in doc.items()}
+    for (old_section, old_key), (new_section, new_key) in DEPRECATED_KEYS.items():
+        section = doc.get(old_section)
+        if not isinstance(section, dict) or old_key not in section:
+            continue
+        target = doc.setdefault(new_section, {})
+        if not isinstance(target, dict):
+            continue  # reported as "must be a table" below
+        if new_key in target:
+            raise ConfigError(f"{where}: [{old_section}] {old_key} and [{new_section}] {new_key} are the same "
+                              f"setting; keep only [{new_section}] {new_key}")
+        log.warning("%s: [%s] %s is deprecated; use [%s] %s", where, old_section, old_key, new_section, new_key)
+        target[new_key] = section.pop(old_key)
+    return doc
+
+
 def settings_from_dict(doc: dict, where: str = "config") -> Settings:
     settings = Settings()
     known = {f.name: f for f in fields(Settings)}
+    doc = _renamed(doc, where)
     for section, values in doc.items():
         if section not in known:
             raise ConfigError(f"{where}: unknown section [{section}] (known: {', '.join(known)})")
@@ -107,17 +148,42 @@ def settings_from_dict(doc: dict, where: str = "config") -> Settings:
     return settings
 
 
+def _read_config(path: Path) -> str:
+    """The file's text; ConfigError says exactly what is wrong: missing, not a regular file, unreadable."""
+    name = repr(str(path))
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"config file {name} does not exist") from None
+    except NotADirectoryError:  # a path component is a file
+        raise ConfigError(f"config file {name} does not exist (a parent is not a directory)") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {name} cannot be read ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(f"config file {name} is a directory, not a regular file")
+    if not stat.S_ISREG(mode):
+        # /dev/null, a FIFO, a socket: reading could block or mean nothing
+        raise ConfigError(f"config file {name} is not a regular file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"config file {name} cannot be read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {name} is not valid TOML (not UTF-8 text: byte {exc.start})") from None
+
+
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read a config file (None: defaults only)."""
     if path is None:
         return Settings()
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+    text = _read_config(path)
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not valid TOML ({exc})") from None
     return settings_from_dict(doc, where=str(path))
 
 

@@ -16,7 +16,7 @@ import cv2
 import zmq
 
 from stream.core.flow import resize_frame
-from stream.core.config import PreviewSettings
+from stream.core.config import CaptureSettings, PreviewSettings
 from stream.runtime.events import FrameReady, SourceEnded
 from stream.runtime.preview import PreviewEncoder
 from stream.runtime.stage import event_sockets, ignore_interrupts
@@ -37,12 +37,7 @@ class CaptureJob:
     size: int
     pace: str  # realtime | fast (files only; live sources are always realtime)
     max_frames: int
-    open_timeout: float
-    read_timeout: float
-    stall_seconds: float
-    reconnect_initial: float
-    reconnect_max: float
-    reconnect_attempts: int  # 0: forever
+    capture: CaptureSettings  # timeouts, stall detection, reconnect backoff
     preview: PreviewSettings | None = None  # None: preview off, no per-frame work at all
     preview_endpoint: str = ""  # supervisor's results socket (PULL) for PreviewFrame
 
@@ -155,11 +150,11 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
     frames = 0
     epoch = 0  # bumped at every reconnect: the flow stage restarts its chain exactly there
     attempts = 0
-    backoff = job.reconnect_initial
+    backoff = job.capture.reconnect_initial
     outage_started: float | None = None
     last_error = ""
     while not stop.is_set():
-        cap = open_capture(spec, open_timeout=job.open_timeout, read_timeout=job.read_timeout)
+        cap = open_capture(spec, open_timeout=job.capture.open_timeout, read_timeout=job.capture.read_timeout)
         if not cap.isOpened():
             cap.release()
             last_error = f"{spec.display}: cannot open"
@@ -170,11 +165,11 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
             stats.set(job.source, "attempts", attempts)
             stats.set_state(job.source, "reconnecting")
             outage_started = outage_started or time.time()
-            if job.reconnect_attempts and attempts >= job.reconnect_attempts:
+            if job.capture.reconnect_attempts and attempts >= job.capture.reconnect_attempts:
                 return frames, f"{last_error} (gave up after {attempts} attempts)"
             if stop.wait(backoff):
                 break
-            backoff = min(backoff * 2, job.reconnect_max)
+            backoff = min(backoff * 2, job.capture.reconnect_max)
             continue
 
         if outage_started is not None and frames > 0:
@@ -186,7 +181,7 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
             stats.set(job.source, "gap_frames", gap_frames)
             stats.set(job.source, "gap_seconds", seconds)
             epoch += 1
-        attempts, backoff, outage_started = 0, job.reconnect_initial, None
+        attempts, backoff, outage_started = 0, job.capture.reconnect_initial, None
         stats.set(job.source, "attempts", 0)
         stats.set_state(job.source, "live")
         fps = cap.get(cv2.CAP_PROP_FPS)
@@ -198,9 +193,9 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
         ended_cleanly = False
         while not stop.is_set():
             if reader is not None:
-                ok, frame = reader.read(job.stall_seconds)
+                ok, frame = reader.read(job.capture.stall_seconds)
                 if ok is None:
-                    last_error = f"{spec.display}: no frame for {job.stall_seconds:g} s (stalled)"
+                    last_error = f"{spec.display}: no frame for {job.capture.stall_seconds:g} s (stalled)"
                     stats.set_error(job.source, "stalled")
                     break
             else:
@@ -247,7 +242,7 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
         outage_started = last if frames > first and last > 0 else time.time()
         if stop.wait(backoff):
             break
-        backoff = min(backoff * 2, job.reconnect_max)
+        backoff = min(backoff * 2, job.capture.reconnect_max)
     return frames, ""
 
 

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import zmq
 
+from stream.core.config import FlowDeviceSettings, PipelineSettings
 from stream.core.flow import FlowComputer, FlowSettings, quantize_flow, to_gray
 from stream.runtime.events import FrameReady, SourceEnded, WindowReady, WindowsEnded
 from stream.runtime.stage import event_sockets, ignore_interrupts
@@ -28,31 +29,27 @@ class FlowJob:
     flow_rings: tuple[RingLayout, ...]
     live: tuple[bool, ...]  # per source: drop instead of waiting
     stats_name: str
-    flow_settings: FlowSettings
+    flow_settings: FlowSettings  # the bundle's flow algorithm and parameters
     flow_length: int
-    stride: int
-    live_queue: int
+    pipeline: PipelineSettings  # stride, live_queue
     in_endpoint: str  # PULL, bound here
     out_endpoint: str  # PUSH to inference
-    flow_device: str = "cpu"  # "cuda": stream.core.flow_cuda (OpenCV built with CUDA)
-    cuda_flow_backend: str = "same"
-    allow_other_flow: bool = False
+    device: FlowDeviceSettings = FlowDeviceSettings()  # [flow]: "cuda" uses stream.core.flow_cuda
 
 
-def make_flow_computer(settings: FlowSettings, size: int, *, flow_device: str = "cpu", cuda_flow_backend: str = "same",
-                       allow_other_flow: bool = False):
+def make_flow_computer(settings: FlowSettings, size: int, device: FlowDeviceSettings = FlowDeviceSettings()):
     """The CPU FlowComputer, or the CUDA one when configured (refusing another algorithm unless allowed)."""
-    if flow_device != "cuda":
+    if device.device != "cuda":
         return FlowComputer(settings)
     from stream.core.errors import ConfigError
     from stream.core.flow_cuda import CUDA_FLOW_BACKENDS, CudaFlowComputer
 
-    backend = settings.backend if cuda_flow_backend == "same" else cuda_flow_backend
+    backend = settings.backend if device.cuda_backend == "same" else device.cuda_backend
     if backend not in CUDA_FLOW_BACKENDS:
         raise ConfigError(
-            f"[pipeline] flow_device = 'cuda': the bundle's flow algorithm {backend!r} has no CUDA version; keep "
-            f"flow_device = 'cpu', or choose cuda_flow_backend and set allow_other_flow = true to accept another")
-    return CudaFlowComputer(backend, size, bundle_backend=settings.backend, allow_other_algorithm=allow_other_flow,
+            f"[flow] device = 'cuda': the bundle's flow algorithm {backend!r} has no CUDA version; keep "
+            f"device = 'cpu', or choose [flow] cuda_backend and set allow_other = true to accept another")
+    return CudaFlowComputer(backend, size, bundle_backend=settings.backend, allow_other_algorithm=device.allow_other,
                             subtract=settings.subtract)
 
 
@@ -63,12 +60,10 @@ class _SourceFlow:
         self.frames = ShmRing(job.frame_rings[source], create=False)
         self.flows = ShmRing(job.flow_rings[source], create=False)
         shape = job.frame_rings[source].fields[0][1]
-        self.compute = make_flow_computer(job.flow_settings, shape[0], flow_device=job.flow_device,
-                                          cuda_flow_backend=job.cuda_flow_backend,
-                                          allow_other_flow=job.allow_other_flow)
+        self.compute = make_flow_computer(job.flow_settings, shape[0], job.device)
         self.bound = job.flow_settings.bound
-        self.clock = WindowClock(job.flow_length, job.stride)
-        self.pushes_every_frame = job.flow_device == "cuda"  # the CUDA computer keeps its own previous frame
+        self.clock = WindowClock(job.flow_length, job.pipeline.stride)
+        self.pushes_every_frame = job.device.device == "cuda"  # the CUDA computer keeps its own previous frame
         self.prev_gray: np.ndarray | None = None
         self.next_index = self.frames.consumed  # resume where a previous incarnation stopped
         self.windows = 0
@@ -125,8 +120,8 @@ def flow_main(job: FlowJob, stop) -> None:
 def _advance(src: _SourceFlow, job: FlowJob, stats: StatsBoard, push, stop) -> None:
     """Process every frame written to this source's ring since the last call."""
     written = src.frames.written
-    if src.live and written - src.next_index > job.live_queue:
-        skip_to = written - job.live_queue
+    if src.live and written - src.next_index > job.pipeline.live_queue:
+        skip_to = written - job.pipeline.live_queue
         stats.add(src.source, "dropped", skip_to - src.next_index)
         src.next_index = skip_to
     while src.next_index < written:

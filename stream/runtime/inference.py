@@ -14,6 +14,7 @@ import numpy as np
 import zmq
 
 from engines.loader import open_bundle
+from stream.core.config import EngineSettings, FusionSettings
 from stream.core.flow import normalize_rgb, stack_flows
 from stream.core.fusion import fuse_scores
 from stream.runtime.events import WindowReady, WindowResult
@@ -23,15 +24,13 @@ from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
 
 @dataclass(frozen=True)
 class InferenceJob:
-    model: str
-    engine_kind: str
-    threads: int
+    model: str  # the bundle directory, as resolved by the supervisor
+    engine: EngineSettings
+    fusion: FusionSettings  # the stream weights (-1: the bundle's)
     flow_rings: tuple[RingLayout, ...]
     live: tuple[bool, ...]
     stats_name: str
     max_batch: int
-    spatial_weight: float
-    temporal_weight: float
     in_endpoint: str  # PULL, bound here
     out_endpoint: str  # PUSH to the supervisor
 
@@ -63,7 +62,7 @@ class _Batcher:
 
 def inference_main(job: InferenceJob, stop) -> None:
     ignore_interrupts()
-    loaded = open_bundle(job.model, kind=job.engine_kind, threads=job.threads)
+    loaded = open_bundle(job.model, kind=job.engine.kind, threads=job.engine.threads)
     for engine in (loaded.spatial, loaded.temporal):  # the first run allocates: pay it before sources start
         engine.run(np.zeros((1, *engine.input_shape), dtype=engine.input_dtype))
     ctx = zmq.Context()
@@ -101,8 +100,9 @@ class InferenceStage:
         self.bundle = loaded.bundle
         self.spatial = loaded.spatial
         self.temporal = loaded.temporal
-        self.ws = job.spatial_weight if job.spatial_weight >= 0 else self.bundle.fusion_weights["spatial"]
-        self.wt = job.temporal_weight if job.temporal_weight >= 0 else self.bundle.fusion_weights["temporal"]
+        fusion = job.fusion
+        self.ws = fusion.spatial_weight if fusion.spatial_weight >= 0 else self.bundle.fusion_weights["spatial"]
+        self.wt = fusion.temporal_weight if fusion.temporal_weight >= 0 else self.bundle.fusion_weights["temporal"]
         self.stats = stats
         self.push = push
         self.batcher = _Batcher(job, self.bundle.input_size, self.bundle.flow_length)

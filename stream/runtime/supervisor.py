@@ -96,11 +96,10 @@ class Pipeline:
                 f"[pipeline] flow_ring = {p.flow_ring}: must be >= 2*L + stride = "
                 f"{2 * self.bundle.flow_length + p.stride} for this model"
             )
-        if p.flow_device == "cuda":  # fail now, with the reason, rather than in the flow process
+        if settings.flow.device == "cuda":  # fail now, with the reason, rather than in the flow process
             from stream.runtime.flow_stage import make_flow_computer
 
-            make_flow_computer(self.bundle.flow, self.bundle.input_size, flow_device=p.flow_device,
-                               cuda_flow_backend=p.cuda_flow_backend, allow_other_flow=p.allow_other_flow)
+            make_flow_computer(self.bundle.flow, self.bundle.input_size, settings.flow)
         self._mp = mp.get_context("spawn")
         # Stop flags, not multiprocessing.Event: a killed stage must never be able to block set() (see SharedFlag).
         self._stop_capture = SharedFlag(self._mp)
@@ -134,27 +133,23 @@ class Pipeline:
             self.flow_layouts.append(wl)
 
     def _jobs(self) -> None:
-        p, c, b = self.settings.pipeline, self.settings.capture, self.bundle
+        p, b = self.settings.pipeline, self.bundle
         self.ep_flow = f"ipc://{self._tmp}/flow"
         self.ep_infer = f"ipc://{self._tmp}/infer"
         self.ep_result = f"ipc://{self._tmp}/result"
         live = tuple(spec.live or p.pace == "realtime" for spec in self.specs)
         self.flow_job = FlowJob(
             frame_rings=tuple(self.frame_layouts), flow_rings=tuple(self.flow_layouts), live=live,
-            stats_name=self.stats.name, flow_settings=b.flow, flow_length=b.flow_length, stride=p.stride,
-            live_queue=p.live_queue, in_endpoint=self.ep_flow, out_endpoint=self.ep_infer, flow_device=p.flow_device,
-            cuda_flow_backend=p.cuda_flow_backend, allow_other_flow=p.allow_other_flow)
+            stats_name=self.stats.name, flow_settings=b.flow, flow_length=b.flow_length, pipeline=p,
+            in_endpoint=self.ep_flow, out_endpoint=self.ep_infer, device=self.settings.flow)
         self.infer_job = InferenceJob(
-            model=str(b.path), engine_kind=self.settings.engine.kind, threads=self.settings.engine.threads,
+            model=str(b.path), engine=self.settings.engine, fusion=self.settings.fusion,
             flow_rings=tuple(self.flow_layouts), live=live, stats_name=self.stats.name, max_batch=p.max_batch,
-            spatial_weight=self.settings.fusion.spatial_weight, temporal_weight=self.settings.fusion.temporal_weight,
             in_endpoint=self.ep_infer, out_endpoint=self.ep_result)
         self.capture_jobs = [
             CaptureJob(spec=spec, source=i, ring=self.frame_layouts[i], stats_name=self.stats.name,
                        stats_rows=len(self.specs), flow_endpoint=self.ep_flow, size=b.input_size, pace=p.pace,
-                       max_frames=p.max_frames, open_timeout=c.open_timeout, read_timeout=c.read_timeout,
-                       stall_seconds=c.stall_seconds, reconnect_initial=c.reconnect_initial,
-                       reconnect_max=c.reconnect_max, reconnect_attempts=c.reconnect_attempts,
+                       max_frames=p.max_frames, capture=self.settings.capture,
                        preview=self.settings.preview if self.settings.preview.enabled else None,
                        preview_endpoint=self.ep_result)
             for i, spec in enumerate(self.specs)
