@@ -263,15 +263,20 @@ def test_publisher_memory_bounded_by_sndhwm(tmp_path):
     RSS growth stays near SNDHWM x message size, far below what queueing everything would take."""
     import zmq
 
+    from stream.core.config import PublishSettings
     from stream.core.policy import PolicySettings
+    from stream.runtime.decider import Decider
     from stream.runtime.events import WindowResult
     from stream.runtime.publisher import Publisher
 
     endpoint = f"ipc://{tmp_path}/flood.sock"
     ctx = zmq.Context()
     labels = tuple(f"label_{i}" for i in range(10))
-    publisher = Publisher(endpoint, labels=labels, sources=["cam"], sndhwm=100, top=3,
-                          policy=PolicySettings(), flow_length=4, ctx=ctx)
+    publisher = Publisher(PublishSettings(endpoint=endpoint, sndhwm=100), ctx=ctx)
+    decider = Decider(["cam"], labels=labels, policy=PolicySettings(), top=3, flow_length=4)
+
+    def publish_prediction(r):
+        return [publisher.send(m) for m in decider.decide(r)]
     sink = ctx.socket(zmq.SUB)
     sink.setsockopt(zmq.SUBSCRIBE, b"twostream/")
     sink.setsockopt(zmq.RCVHWM, 100)
@@ -281,11 +286,11 @@ def test_publisher_memory_bounded_by_sndhwm(tmp_path):
     result = WindowResult(source=0, frame=0, t_capture=time.time(), t_flow=time.time(), t_infer_start=time.time(),
                           t_infer_end=time.time(), spatial=probs, temporal=probs, fused=probs, batch=1)
     n = 30_000
-    size = len(json.dumps(publisher.publish_prediction(result)))
+    size = len(json.dumps(publish_prediction(result)))
     rss0 = _rss_kb(os.getpid())
     t0 = time.monotonic()
     for _ in range(n):
-        publisher.publish_prediction(result)
+        publish_prediction(result)
     took = time.monotonic() - t0
     grown = _rss_kb(os.getpid()) - rss0
     sink.close(0)
@@ -295,4 +300,4 @@ def test_publisher_memory_bounded_by_sndhwm(tmp_path):
     print(f"\nflood: {n} messages of {size} B in {took:.1f} s ({n / took:.0f}/s), RSS +{grown} kB "
           f"(queueing all would be ~{unbounded_kb} kB)")
     assert grown < unbounded_kb / 5
-    assert publisher.published[0] == n + 1  # never blocked, every seq consumed
+    assert decider.published[0] == n + 1  # never blocked, every seq consumed

@@ -61,7 +61,7 @@ def test_curve_only_authenticated_subscriber_receives(tmp_path, h264_clip, tiny_
 
 
 def test_curve_bad_key_files_are_config_errors(tmp_path, keys):
-    from stream.core.policy import PolicySettings
+    from stream.core.config import PublishSettings
     from stream.runtime.publisher import Publisher
 
     endpoint = f"ipc://{tmp_path}/p.sock"
@@ -74,8 +74,7 @@ def test_curve_bad_key_files_are_config_errors(tmp_path, keys):
     cases.append((str(junk), "", "not a ZeroMQ certificate"))
     for secret, clients, expect in cases:
         with pytest.raises(ConfigError, match=expect):
-            Publisher(endpoint, labels=("a",), sources=["cam"], sndhwm=10, top=1, policy=PolicySettings(),
-                      flow_length=4, curve_secret_key=secret, curve_clients=clients)
+            Publisher(PublishSettings(endpoint=endpoint, sndhwm=10, curve_secret_key=secret, curve_clients=clients))
 
 
 # --- bundle validation ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ publish) are kept in ctx.cache["costs"] for the throughput report's stage-cost b
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -143,39 +144,36 @@ def engine_samples(ctx: BenchContext, batch: int) -> dict[str, list[float]]:
     }, repeats=max(3, ctx.repeats), warmup=2, inner=inner, clock=time.thread_time)
 
 
-def _publisher_kwargs(b) -> dict:
-    """Publisher arguments as the pipeline passes them, from default settings (its signature evolves)."""
-    import inspect
-
-    from stream.core.config import Settings
-    from stream.runtime.publisher import Publisher
-
-    s = Settings()
-    pool = {"labels": b.labels, "sources": ["bench"], "sndhwm": s.publish.sndhwm, "top": s.fusion.top_k,
-            "flow_length": b.flow_length, "smoothing": getattr(s.fusion, "smoothing", 1),
-            "policy": getattr(s, "policy", None)}
-    params = inspect.signature(Publisher.__init__).parameters
-    return {k: v for k, v in pool.items() if k in params}
-
-
 def publish_samples(ctx: BenchContext, messages: int = 200) -> list[float]:
-    """ms per published prediction (JSON encode + ZeroMQ send, smoothing, top-k) on a loopback PUB socket."""
+    """ms per published prediction (decide: policy, top-k; publish: JSON encode + ZeroMQ send) on a loopback
+    PUB socket, with the pipeline's default settings."""
+    from dataclasses import replace
+
     import zmq
 
+    from stream.core.config import Settings
+    from stream.runtime.decider import Decider
     from stream.runtime.events import WindowResult
     from stream.runtime.publisher import Publisher
 
     b = ctx.bundle
+    s = Settings()
     ctx_z = zmq.Context()
-    pub = Publisher(f"tcp://127.0.0.1:{free_port()}", **_publisher_kwargs(b), ctx=ctx_z)
+    pub = Publisher(replace(s.publish, endpoint=f"tcp://127.0.0.1:{free_port()}"), ctx=ctx_z)
+    decider = Decider(["bench"], labels=b.labels, policy=s.policy, top=s.fusion.top_k, flow_length=b.flow_length)
     p = np.full(b.num_classes, 1.0 / b.num_classes)
     now = time.time()
     r = WindowResult(source=0, frame=10, t_capture=now, t_flow=now, t_infer_start=now, t_infer_end=now,
                      spatial=p.tolist(), temporal=p.tolist(), fused=p.tolist(), batch=1, gap_frames=0,
                      gap_seconds=0.0)
+
+    def publish() -> None:
+        for msg in decider.decide(r):
+            pub.send(msg)
+
     try:
-        return time_call(lambda: pub.publish_prediction(r), repeats=ctx.repeats, warmup=20,
-                         inner=messages // (4 if ctx.quick else 1), clock=time.thread_time)
+        return time_call(publish, repeats=ctx.repeats, warmup=20, inner=messages // (4 if ctx.quick else 1),
+                         clock=time.thread_time)
     finally:
         pub.close()
         ctx_z.term()
@@ -187,6 +185,8 @@ def ensure_costs(ctx: BenchContext) -> dict:
         return ctx.cache["costs"]
     r = ctx.report
     b = ctx.bundle
+    # At least 5 repeats: the throughput bound is computed at the medians and its interval at the quartiles.
+    ctx = replace(ctx, repeats=max(5, ctx.repeats))
     cv2.setNumThreads(1)  # as in every pipeline process
     nframes = 48 if ctx.quick else 160
     dec, res, n, shape = _decode_resize(ctx, nframes)

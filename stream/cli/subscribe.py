@@ -3,11 +3,18 @@
 Human-readable lines by default, one JSON message per line with --json. Exits after
 --count messages, or with --until-eos after the end of stream of every subscribed
 source (all sources seen when no --source is given). Lost predictions (gaps in seq,
-e.g. because this subscriber fell behind) are reported on stderr.
+e.g. because this subscriber fell behind) are reported on stderr, per publisher and source.
+
+Several --connect merge several publishers (e.g. one per camera host). Source names then
+become LABEL/NAME, LABEL being the one given as --connect LABEL=ENDPOINT or else the endpoint
+without tcp:// (10.0.0.8:5555/cam1), so equal names on two hosts stay apart; this applies to
+printed lines, --json payloads and --source (NAME: that source on every publisher,
+LABEL/NAME: on one). A repeated endpoint or label is refused.
 
 examples:
   twostream subscribe
   twostream subscribe --source cam1 --json --until-eos
+  twostream subscribe --connect house=tcp://10.0.0.7:5555 --connect shed=tcp://10.0.0.8:5555
 """
 from __future__ import annotations
 
@@ -17,9 +24,11 @@ import sys
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
-                   help="publisher endpoint (default tcp://127.0.0.1:5555)")
-    p.add_argument("--source", action="append", metavar="NAME", help="only this source (repeatable)")
+    p.add_argument("--connect", action="append", metavar="[LABEL=]ENDPOINT",
+                   help="publisher endpoint (default tcp://127.0.0.1:5555); repeat to merge several "
+                        "publishers: sources are then named LABEL/NAME (LABEL default: the endpoint's host:port)")
+    p.add_argument("--source", action="append", metavar="NAME",
+                   help="only this source (repeatable; with several --connect, NAME or LABEL/NAME)")
     p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
     p.add_argument("--until-eos", action="store_true", help="exit after the end of stream of every source")
     p.add_argument("--json", action="store_true", help="print JSON lines")
@@ -34,29 +43,40 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from stream.clients.client import Change, EndOfStream, Prediction, Status, Subscriber
     from stream.cli.run import format_prediction
+    from stream.clients.client import Change, EndOfStream, Prediction, Status, Subscriber, parse_endpoints
     from stream.core.errors import ConfigError
-    from stream.runtime.publisher import check_endpoint
     from stream.runtime.security import client_curve
 
-    check_endpoint(args.connect, "--connect")
+    endpoints = parse_endpoints(args.connect or ["tcp://127.0.0.1:5555"], "--connect")
+    merged = len(endpoints) > 1
+    connect = ", ".join(e.endpoint for e in endpoints)
     if args.count is not None and args.count < 1:
         raise ConfigError(f"--count {args.count}: must be >= 1")
-    wanted = set(args.source or [])
+    labels = {e.label for e in endpoints}
+    for name in args.source or []:
+        head, sep, _ = name.rpartition("/")
+        if merged and sep and head not in labels:
+            raise ConfigError(f"--source {name!r}: no --connect is labelled {head!r} "
+                              f"(labels: {', '.join(sorted(labels))})")
+    # --until-eos waits for the sources named in full; a NAME that several publishers may have counts as
+    # every one of them that was seen
+    wanted = {s for s in args.source or [] if not merged or "/" in s}
+    plain = merged and any("/" not in s for s in args.source or [])
     seen: set[str] = set()
     ended: set[str] = set()
     n = 0
     if args.curve_client_key and not args.curve_server_key:
         raise ConfigError("--curve-client-key needs --curve-server-key (the publisher's public certificate)")
     curve = client_curve(args.curve_server_key, args.curve_client_key) if args.curve_server_key else None
-    sub = Subscriber(args.connect, sources=args.source, status=args.status, timeout=args.timeout, curve=curve)
+    sub = Subscriber(endpoints if merged else endpoints[0].endpoint,
+                     sources=args.source, status=args.status, timeout=args.timeout, curve=curve)
     try:
         while True:
             try:
                 msg = sub.recv()
             except TimeoutError:
-                print(f"twostream subscribe: no message from {args.connect} for {args.timeout:g} s", file=sys.stderr)
+                print(f"twostream subscribe: no message from {connect} for {args.timeout:g} s", file=sys.stderr)
                 return 1
             seen.add(msg.source)
             if isinstance(msg, EndOfStream):
@@ -77,7 +97,7 @@ def main(args: argparse.Namespace) -> int:
                 n += 1
             if args.count and n >= args.count:
                 break
-            if args.until_eos and ended and ended >= (wanted or seen):
+            if args.until_eos and ended and ended >= (seen if plain else wanted or seen) and ended >= wanted:
                 break
     except KeyboardInterrupt:
         pass

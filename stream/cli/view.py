@@ -11,6 +11,11 @@ examples:
   twostream run --preview assets/demo.mp4 &
   twostream view                       # then open http://127.0.0.1:8080/
   twostream view --connect tcp://10.0.0.7:5555 --port 8090
+  twostream view --connect house=tcp://10.0.0.7:5555 --connect shed=tcp://10.0.0.8:5555
+
+Several --connect merge several publishers on one page; source names then become LABEL/NAME
+(LABEL as given in LABEL=ENDPOINT, else the endpoint's host:port), so equal names on two hosts
+stay apart. A repeated endpoint or label is refused.
 """
 from __future__ import annotations
 
@@ -22,25 +27,27 @@ import threading
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--connect", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
-                   help="publisher endpoint of `twostream run` (default tcp://127.0.0.1:5555)")
+    p.add_argument("--connect", action="append", metavar="[LABEL=]ENDPOINT",
+                   help="publisher endpoint of `twostream run` (default tcp://127.0.0.1:5555); repeat to merge "
+                        "several publishers: sources are then named LABEL/NAME (LABEL default: the endpoint's "
+                        "host:port)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to serve on (default 127.0.0.1; 0.0.0.0 exposes the cameras to the network)")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 picks a free one)")
 
 
 def main(args: argparse.Namespace) -> int:
-    from stream.core.errors import ConfigError
-    from stream.runtime.publisher import check_endpoint
+    from stream.clients.client import parse_endpoints
     from stream.clients.view_server import ViewServer
+    from stream.core.errors import ConfigError
 
     logging.basicConfig(level=logging.INFO, format="twostream view: %(message)s", stream=sys.stderr)
-    check_endpoint(args.connect, "--connect")
+    endpoints = parse_endpoints(args.connect or ["tcp://127.0.0.1:5555"], "--connect")
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: must be 0..65535")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         logging.warning("serving on %s: anyone who can reach this address sees the camera previews", args.host)
-    server = ViewServer(args.connect, host=args.host, port=args.port)
+    server = ViewServer(endpoints, host=args.host, port=args.port)
     stop = threading.Event()
 
     def on_signal(signum, _frame) -> None:
@@ -49,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start()
-        logging.info("serving %s (subscribed to %s); Ctrl-C stops", server.url, args.connect)
+        logging.info("serving %s (subscribed to %s); Ctrl-C stops", server.url, server.endpoint)
         while not stop.wait(0.5):
             pass
     finally:

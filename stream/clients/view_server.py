@@ -9,13 +9,13 @@ a standard-library HTTP server shows it.
     GET /mjpeg/<src>       the previews as an MJPEG stream (multipart/x-mixed-replace), for other players
 
 The view is just another subscriber: it never slows the pipeline (ZeroMQ drops for a
-slow subscriber), and it can start before or after the pipeline.
+slow subscriber), and it can start before or after the pipeline. Given several endpoints it
+merges their streams, naming sources `LABEL/NAME` as stream.clients.client.Subscriber does.
 """
 from __future__ import annotations
 
 import json
 import logging
-import math
 import socket
 import threading
 import time
@@ -25,15 +25,15 @@ from urllib.parse import unquote, urlsplit
 
 import zmq
 
-from stream.clients.client import Change, EndOfStream, MessageError, Prediction, Status, decode_message
-from stream.core.errors import ConfigError
+from stream.clients.client import Endpoint, parse_endpoints, qualify
 from stream.clients.view_page import PAGE
+from stream.core.errors import ConfigError
+from stream.core.wire import ROOT, Change, EndOfStream, MessageError, Prediction, Status, decode_message, decode_preview
 
 log = logging.getLogger("twostream.view")
 
 TIMELINE = 8  # label segments kept per source
 SILENT_AFTER = 5.0  # seconds without any message before a source that has not ended shows as "silent"
-_JPEG_MAGIC = b"\xff\xd8"
 
 
 class SourceView:
@@ -114,11 +114,12 @@ class ViewState:
             view = self.sources[name] = SourceView(name)
         return view
 
-    def handle(self, parts: list[bytes]) -> None:
-        """One multipart message from the publisher; anything malformed is counted and dropped."""
+    def handle(self, parts: list[bytes], label: str = "") -> None:
+        """One multipart message from a publisher; anything malformed is counted and dropped.
+        `label`: the publisher's label when several are merged (source names become `label/name`)."""
         try:
             if parts and parts[0].endswith(b"/preview"):
-                self._handle_preview(parts)
+                self._handle_preview(parts, label)
                 return
             if len(parts) != 2:
                 raise MessageError(f"{len(parts)}-part message")
@@ -127,6 +128,8 @@ class ViewState:
             with self.cond:
                 self.malformed += 1
             return
+        if label:
+            msg = qualify(msg, label)
         with self.cond:
             view = self._source(msg.source)
             view.last_seen = time.monotonic()
@@ -143,32 +146,14 @@ class ViewState:
                 return  # the timeline is built from the predictions themselves
             self._changed()
 
-    def _handle_preview(self, parts: list[bytes]) -> None:
-        if len(parts) != 3:
-            raise MessageError("preview must have 3 parts")
-        try:
-            header = json.loads(parts[1].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise MessageError(f"preview header is not JSON: {exc}") from None
-        if not isinstance(header, dict) or header.get("schema") != 1 or header.get("event") != "preview":
-            raise MessageError("not a schema-1 preview header")
-        source = header.get("source")
-        if not isinstance(source, str) or parts[0] != f"twostream/{source}/preview".encode():
-            raise MessageError("preview topic does not match its source")
-        for key in ("frame", "width", "height"):
-            if not isinstance(header.get(key), int) or isinstance(header.get(key), bool):
-                raise MessageError(f"preview.{key} must be an integer")
-        t = header.get("t_capture")
-        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
-            raise MessageError("preview.t_capture must be a finite number")
-        if not parts[2].startswith(_JPEG_MAGIC):
-            raise MessageError("preview payload is not a JPEG")
+    def _handle_preview(self, parts: list[bytes], label: str) -> None:
+        header, jpeg = decode_preview(parts)
         with self.cond:
-            view = self._source(source)
+            view = self._source(f"{label}/{header.source}" if label else header.source)
             view.last_seen = time.monotonic()
-            view.preview = parts[2]
-            view.preview_header = {"frame": header["frame"], "t_capture": t, "width": header["width"],
-                                   "height": header["height"]}
+            view.preview = jpeg
+            view.preview_header = {"frame": header.frame, "t_capture": header.t_capture, "width": header.width,
+                                   "height": header.height}
             view.preview_version += 1
             self._changed()
 
@@ -205,20 +190,28 @@ class ViewState:
             self.cond.notify_all()
 
 
-def subscribe_loop(state: ViewState, endpoint: str, stop: threading.Event, ctx: zmq.Context) -> None:
-    """SUB thread: every twostream topic, latest-wins; a small RCVHWM so a stalled view never hoards memory."""
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.setsockopt(zmq.RCVHWM, 1000)
-    sub.setsockopt(zmq.RECONNECT_IVL, 100)
-    sub.setsockopt(zmq.SUBSCRIBE, b"twostream/")
-    sub.connect(endpoint)
+def subscribe_loop(state: ViewState, endpoints: list[Endpoint], stop: threading.Event, ctx: zmq.Context) -> None:
+    """SUB thread: every twostream topic of every endpoint, latest-wins; a small RCVHWM per endpoint so a
+    stalled view never hoards memory. With several endpoints, source names get their endpoint's label."""
+    merged = len(endpoints) > 1
+    poller = zmq.Poller()
+    socks: dict[zmq.Socket, str] = {}
     try:
+        for ep in endpoints:
+            sub = ctx.socket(zmq.SUB)
+            socks[sub] = ep.label if merged else ""
+            sub.setsockopt(zmq.LINGER, 0)
+            sub.setsockopt(zmq.RCVHWM, 1000)
+            sub.setsockopt(zmq.RECONNECT_IVL, 100)
+            sub.setsockopt(zmq.SUBSCRIBE, ROOT.encode())
+            sub.connect(ep.endpoint)
+            poller.register(sub, zmq.POLLIN)
         while not stop.is_set():
-            if sub.poll(200):
-                state.handle(sub.recv_multipart())
+            for sub, _ in poller.poll(200):  # one message per ready endpoint per turn: none starves the others
+                state.handle(sub.recv_multipart(), socks[sub])
     finally:
-        sub.close(0)
+        for sub in socks:
+            sub.close(0)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -294,9 +287,10 @@ class _Handler(BaseHTTPRequestHandler):
 class ViewServer:
     """Binds the HTTP port at construction (errors are ConfigErrors); start() runs both threads."""
 
-    def __init__(self, endpoint: str, *, host: str = "127.0.0.1", port: int = 8080):
-        self.endpoint = endpoint
-        self.state = ViewState(endpoint)
+    def __init__(self, endpoint: str | list[str], *, host: str = "127.0.0.1", port: int = 8080):
+        self.endpoints = parse_endpoints(endpoint)
+        self.endpoint = ", ".join(e.endpoint for e in self.endpoints)  # what the page shows
+        self.state = ViewState(self.endpoint)
         handler = type("Handler", (_Handler,), {"state": self.state})
         server_cls = ThreadingHTTPServer
         if ":" in host:  # IPv6 literal
@@ -319,7 +313,7 @@ class ViewServer:
 
     def start(self) -> None:
         self._threads = [
-            threading.Thread(target=subscribe_loop, args=(self.state, self.endpoint, self._stop, self.ctx),
+            threading.Thread(target=subscribe_loop, args=(self.state, self.endpoints, self._stop, self.ctx),
                              name="view-sub", daemon=True),
             threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="view-http",
                              daemon=True),

@@ -1,14 +1,11 @@
-"""Messages: the small events passed between stages (pickled over local ZeroMQ sockets) and the
-published JSON schema (version 1) on topics `twostream/<source>/`, `.../status`.
+"""The small events passed between stages (pickled over local ZeroMQ sockets).
 
 Frames and flow fields never travel in these; they stay in shared memory (stream.runtime.shm).
+What the pipeline publishes (schema 1) is defined in stream.core.wire.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-
-SCHEMA = 1
 
 
 # --- between stages --------------------------------------------------------------------------
@@ -59,12 +56,3 @@ class WindowResult:
     gap_frames: int = 0
     gap_seconds: float = 0.0
 
-
-# --- published (JSON, schema 1) ----------------------------------------------------------------
-def topic(source: str, kind: str = "") -> bytes:
-    """`twostream/<source>/` for predictions and events; `twostream/<source>/<kind>` for status/preview."""
-    return f"twostream/{source}/{kind}".encode()
-
-
-def encode(payload: dict) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")

@@ -31,6 +31,7 @@ from stream.runtime.inference import InferenceJob, inference_main
 from stream.runtime.events import SourceEnded, WindowResult, WindowsEnded
 from stream.runtime.preview import PreviewFrame
 from stream.runtime.stage import SharedFlag, event_sockets, quiet_stderr
+from stream.runtime.decider import Decider
 from stream.runtime.publisher import Publisher
 from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
 from stream.runtime.sources import SourceSpec
@@ -172,11 +173,10 @@ class Pipeline:
         settings = self.settings
         summary = RunSummary()
         ctx = self._ctx = zmq.Context()
-        publisher = Publisher(settings.publish.endpoint, labels=self.bundle.labels, sources=self.names,
-                              sndhwm=settings.publish.sndhwm, top=settings.fusion.top_k,
-                              policy=settings.policy, flow_length=self.bundle.flow_length, ctx=ctx,
-                              curve_secret_key=settings.publish.curve_secret_key,
-                              curve_clients=settings.publish.curve_clients)
+        # fuse (inference stage) -> decide (per-source policy, seq) -> publish (ZeroMQ)
+        self.decider = Decider(self.names, labels=self.bundle.labels, policy=settings.policy,
+                               top=settings.fusion.top_k, flow_length=self.bundle.flow_length)
+        publisher = Publisher(settings.publish, ctx=ctx)
         results = ctx.socket(zmq.PULL)
         old_handlers = self._install_signals()
         try:
@@ -249,22 +249,22 @@ class Pipeline:
 
     def _handle(self, msg, publisher: Publisher, summary: RunSummary, ended: set[int], t_start: float) -> None:
         if isinstance(msg, WindowResult):
-            for payload in publisher.publish_prediction(msg):
-                self._emit(payload)
+            for out in self.decider.decide(msg):
+                self._emit(publisher.send(out))
             summary.predictions += 1
         elif isinstance(msg, WindowsEnded):
             if msg.source in ended:  # a repeated end marker (see _supervise)
                 return
             ended.add(msg.source)
-            eos = publisher.publish_eos(
+            eos = publisher.send(self.decider.end(
                 msg.source, frames=msg.frames, dropped=int(self.stats.get(msg.source, "dropped")),
-                windows_dropped=int(self.stats.get(msg.source, "windows_dropped")), error=msg.error)
+                windows_dropped=int(self.stats.get(msg.source, "windows_dropped")), error=msg.error))
             self._publish_status(publisher, msg.source, t_start, ended)
             summary.eos[self.names[msg.source]] = eos
             self._emit(eos)
         elif isinstance(msg, PreviewFrame):
-            publisher.publish_preview(msg.source, frame=msg.frame, t_capture=msg.t_capture,
-                                      width=msg.width, height=msg.height, jpeg=msg.jpeg)
+            publisher.send_preview(self.decider.preview(msg.source, frame=msg.frame, t_capture=msg.t_capture,
+                                                        width=msg.width, height=msg.height), msg.jpeg)
 
     def _publish_status(self, publisher: Publisher, i: int, t_start: float, ended: set[int]) -> None:
         row = self.stats.row(i)
@@ -277,7 +277,7 @@ class Pipeline:
             "frames": int(row["frames"]),
             "fps": round((row["frames"] - frames_prev) / max(now - t_prev, 1e-6), 2),
             "dropped": int(row["dropped"]),
-            "windows": publisher.published[i],
+            "windows": self.decider.published[i],
             "windows_dropped": int(row["windows_dropped"]),
             "reconnects": int(row["reconnects"]),
             "attempts": int(row["attempts"]),
@@ -285,7 +285,7 @@ class Pipeline:
             "engine": self.engine_backend,
             "url": self.specs[i].display,
         }
-        self._emit(publisher.publish_status(i, status))
+        self._emit(publisher.send(self.decider.status(i, status)))
 
     def _emit(self, payload: dict) -> None:
         if self.on_message is not None:
