@@ -140,3 +140,52 @@ def test_bundle_policy_is_the_default_and_config_values_win(tmp_path):
     # a flag-style override wins too
     r = resolve(override(load_settings(None), "policy", "min_score", 0.8, "--min-score").policy, bundle_policy)
     assert r.min_score == 0.8
+
+
+# --- streaming metrics with "none" (hand-counted) --------------------------------------------------
+def _ann(segments, frames=100, fps=10.0):
+    from stream.quality.annotations import annotation_from_dict
+
+    return annotation_from_dict({"fps": fps, "frames": frames,
+                                 "segments": [{"label": lab, "start": a, "end": b} for lab, a, b in segments]})
+
+
+def test_metrics_count_none_as_a_miss_on_actions_and_correct_on_background():
+    from stream.quality.metrics import score_stream, summarize
+
+    # frames 0-39 bend, 40-69 annotated background, 70-99 unannotated (background too)
+    ann = _ann([("bend", 0, 40), ("_background", 40, 70)])
+    frames = [10, 20, 30, 45, 50, 55, 60, 75, 80, 85, 90]
+    labels = ["bend", "none", "bend", "jack", "jack", "none", "wave1", "wave1", "none", "_background", "bend"]
+    s = summarize(score_stream(frames, labels, ann))
+    # action windows: frames 10, 20, 30 -> bend, none (miss), bend: 2/3
+    assert s["windows"] == 3 and s["window_accuracy"] == pytest.approx(2 / 3)
+    # background windows: 45..90 = 8, of them none: 55, 80, 85 (_background counts as none) = 3
+    assert s["background_windows"] == 8 and s["background_none_rate"] == pytest.approx(3 / 8)
+    # false alarms = changes into an action over background: jack@45, wave1@60, bend@90 (wave1@75 continues) = 3
+    assert s["false_alarms"] == 3
+    # 60 background frames at 10 fps = 6 s = 0.1 min -> 30 per minute
+    assert s["background_minutes"] == pytest.approx(0.1)
+    assert s["false_alarms_per_min"] == pytest.approx(30.0)
+    # the change bend -> background at frame 40 is a switch to none, reached at frame 55 (delay 15 frames)
+    assert [(sw.to, sw.delay_frames) for sw in score_stream(frames, labels, ann).switches] == [("_background", 15)]
+
+
+def test_false_alarms_per_minute_on_other_activity_footage():
+    from stream.quality.metrics import false_alarms_per_minute
+
+    # none, bend (alarm), bend, none, bend (alarm), jack (alarm), _background = none
+    labels = ["none", "bend", "bend", "none", "bend", "jack", "_background"]
+    assert false_alarms_per_minute(labels, 0.5) == pytest.approx(6.0)
+    assert false_alarms_per_minute(["none"] * 5, 1.0) == 0.0
+
+
+def test_eval_stream_policies_take_the_bundle_threshold_unless_they_set_one():
+    from stream.quality.eval_stream import parse_policy
+
+    p = parse_policy("ema:0.5:min_score=0.6")
+    assert (p.kind, p.ema_alpha, p.min_score, p.min_margin) == ("ema", 0.5, 0.6, -1.0)
+    assert parse_policy("none:min_score=0").min_score == 0.0
+    assert parse_policy("ema:0.5").min_score == -1.0  # -> the bundle's when scored
+    with pytest.raises(ConfigError, match="min_scor"):
+        parse_policy("ema:0.5:min_scor=0.6")

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.core.errors import SourceError, TwostreamError
-from stream.core.policy import PolicySettings, decide_all
+from stream.core.policy import BACKGROUND_LABEL, NONE_LABEL, PolicySettings, decide_all, resolve
 from stream.quality.annotations import Annotation, annotation_for_video, load_annotation
 from stream.quality.metrics import StreamScore, merge_scores, score_stream, summarize
 
@@ -207,12 +207,17 @@ def fused_matrix(run: VideoRun, labels: tuple[str, ...]) -> np.ndarray:
 
 
 def policy_labels(run: VideoRun, labels: tuple[str, ...], settings: PolicySettings) -> list[str]:
-    return [labels[d.label] for d in decide_all(fused_matrix(run, labels), settings)]
+    """Decided label names ("none" included) of `settings` replayed on the run's fused scores."""
+    return [d.name(labels) for d in decide_all(fused_matrix(run, labels), settings, labels)]
 
 
 def score_runs(runs: list[VideoRun], labels: tuple[str, ...],
-               candidates: list[PolicySettings]) -> dict:
-    """Per-video and pooled metrics for the published labels and for every candidate policy."""
+               candidates: list[PolicySettings], bundle_policy: dict | None = None) -> dict:
+    """Per-video and pooled metrics for the published labels and for every candidate policy.
+
+    Candidates take the bundle's "none" rules (min_score, min_margin, background) unless they set
+    their own, exactly as `twostream run` would (stream.core.policy.resolve)."""
+    candidates = [resolve(c, bundle_policy) for c in candidates]
     videos = []
     pooled_runtime: list[StreamScore] = []
     pooled: dict[str, list[StreamScore]] = {c.describe(): [] for c in candidates}
@@ -245,7 +250,7 @@ def choose_policy(policies: dict[str, dict], *, accuracy_slack: float = 0.005,
     switches; among them take the lowest flicker (ties: smaller mean switch delay). Delay is bounded
     by the accuracy condition itself: lag after every change lowers window accuracy.
     """
-    base = policies.get("none")
+    base = policies.get("none") or next((p for n, p in policies.items() if n.split()[0] == "none"), None)
     if base is None or base["window_accuracy"] is None or base["settled_accuracy"] is None:
         return None
     keep = [(name, p) for name, p in policies.items()
@@ -273,7 +278,7 @@ def evaluate(targets: list[str | Path] | str | Path, *, model: str, config: str 
     pairs = [pair for t in targets for pair in find_videos(t, annotation)]
     annotations = [(v, load_annotation(a)) for v, a in pairs]
     for _video, ann in annotations:
-        unknown = set(ann.labels) - set(bundle.labels)
+        unknown = set(ann.labels) - set(bundle.labels) - {NONE_LABEL, BACKGROUND_LABEL}
         if unknown:
             raise TwostreamError(f"{ann.path}: label(s) {', '.join(sorted(unknown))} are not in the model's labels "
                                  f"({', '.join(bundle.labels)})")
@@ -287,7 +292,7 @@ def evaluate(targets: list[str | Path] | str | Path, *, model: str, config: str 
                 print(f"eval-stream: [{i + 1}/{len(annotations)}] {video}", file=sys.stderr, flush=True)
             runs.append(run_video(video, ann, model=str(model), config=cfg, timeout=timeout))
     report = {"schema": 1, "model": str(model), "labels": list(bundle.labels), "targets": [str(t) for t in targets],
-              **score_runs(runs, bundle.labels, candidates)}
+              **score_runs(runs, bundle.labels, candidates, bundle.policy)}
     report["recommended_policy"] = choose_policy(report["policies"])
     return report, runs
 
@@ -350,11 +355,21 @@ def plot_timeline(runs: list[VideoRun], labels: tuple[str, ...], out: str | Path
 
 
 def parse_policy(spec: str) -> PolicySettings:
-    """'none', 'ema:ALPHA', 'vote:K' or 'hysteresis:MARGIN:HOLD' -> validated PolicySettings."""
+    """'none', 'ema:ALPHA', 'vote:K' or 'hysteresis:MARGIN:HOLD', each optionally followed by
+    ':min_score=X' and/or ':min_margin=X' (default: the bundle's) -> validated PolicySettings."""
     from stream.core.errors import ConfigError
 
     parts = spec.strip().split(":")
-    kind, args = parts[0], parts[1:]
+    kind, args = parts[0], [a for a in parts[1:] if "=" not in a]
+    extra = {}
+    for item in (a for a in parts[1:] if "=" in a):
+        key, _, text = item.partition("=")
+        if key not in ("min_score", "min_margin"):
+            raise ConfigError(f"policy {spec!r}: {key!r} is not min_score or min_margin")
+        try:
+            extra[key] = float(text)
+        except ValueError:
+            raise ConfigError(f"policy {spec!r}: {key} must be a number, got {text!r}") from None
     shapes = {"none": [], "ema": [("ema_alpha", float)], "vote": [("vote_k", int)],
               "hysteresis": [("margin", float), ("hold", int)]}
     if kind not in shapes or len(args) != len(shapes[kind]):
@@ -365,13 +380,14 @@ def parse_policy(spec: str) -> PolicySettings:
             values[key] = kind_of(text)
         except ValueError:
             raise ConfigError(f"policy {spec!r}: {key} must be {kind_of.__name__}, got {text!r}") from None
-    return PolicySettings(kind=kind, **values).validate(where=f"policy {spec!r}")
+    return PolicySettings(kind=kind, **values, **extra).validate(where=f"policy {spec!r}")
 
 
 def format_table(report: dict) -> str:
     """Plain-text table of the pooled numbers, one row per policy."""
+    bg = bool(report["published"].get("background_windows"))
     head = (f"{'policy':<30s} {'win acc':>7s} {'settled':>7s} {'delay mean s':>12s} {'p90 s':>6s} {'max s':>6s} "
-            f"{'missed':>7s} {'flicker/min':>11s}")
+            f"{'missed':>7s} {'flicker/min':>11s}" + (f" {'bg none':>7s} {'FA/min':>6s}" if bg else ""))
     lines = [head, "-" * len(head)]
 
     def row(name, p, mark=""):
@@ -381,11 +397,14 @@ def format_table(report: dict) -> str:
         settled = "-" if p["settled_accuracy"] is None else f"{p['settled_accuracy']:.3f}"
         lines.append(f"{(name + mark):<30s} {acc:>7s} {settled:>7s} {fmt(d['mean']):>12s} {fmt(d['p90']):>6s} "
                      f"{fmt(d['max']):>6s} {p['missed_switches']:>3d}/{p['switches']:<3d} "
-                     f"{p['flicker_per_min']:>11.2f}")
+                     f"{p['flicker_per_min']:>11.2f}"
+                     + (f" {fmt(p['background_none_rate']):>7s} {fmt(p['false_alarms_per_min']):>6s}" if bg else ""))
     row("published (as run)", report["published"])
     for name, p in report["policies"].items():
         row(name, p, " *" if name == report.get("recommended_policy") else "")
     minutes = report["published"]["minutes"]
     lines.append(f"{len(report['videos'])} video(s), {minutes:.1f} min, {report['published']['windows']} windows, "
-                 f"{report['published']['switches']} annotated switches; * = recommended by the selection rule")
+                 f"{report['published']['switches']} annotated switches; * = recommended by the selection rule"
+                 + (f"; {report['published']['background_minutes']:.1f} min background: bg none = fraction of its "
+                    "windows decided none, FA/min = changes into an action per minute of it" if bg else ""))
     return "\n".join(lines)

@@ -26,6 +26,16 @@ Definitions (the numbers in docs/streaming_quality.md mean exactly this):
   actually changed at that window). Every other decided change is *spurious*. Flicker =
   spurious changes per minute of video (annotation frames / fps / 60). A model that is wrong
   but steady does not flicker; one that hops A->B->A inside a segment adds 2.
+* "none": a decided label "none" (stream.core.policy: below the threshold, or the background
+  class, which the runtime publishes as "none") is never an action. Annotated segments labelled
+  "none" or "_background", and unannotated frames, are *background*. Window, settled and
+  per-class accuracy count only windows whose newest frame is annotated with an action, so an
+  action decided as "none" is a miss there. Over background windows: the none rate (fraction
+  decided "none": correct) and false alarms, a window over background whose decided label is an
+  action and differs from the previous window's (the first window: any action), i.e. each
+  change event into an action that a subscriber would get while nothing known happens; false
+  alarms per minute = false alarms / minutes of background frames. A change to a background
+  segment is a switch to "none" like any other.
 """
 from __future__ import annotations
 
@@ -34,6 +44,7 @@ import math
 from dataclasses import dataclass, field
 from itertools import pairwise
 
+from stream.core.policy import NONE_LABEL, is_none
 from stream.quality.annotations import Annotation
 
 
@@ -63,6 +74,10 @@ class StreamScore:
     decided_changes: int = 0
     spurious_changes: int = 0
     minutes: float = 0.0
+    background_windows: int = 0  # windows whose newest frame is background (unannotated, "none", "_background")
+    background_none: int = 0  # ... decided "none" (correct)
+    false_alarms: int = 0  # changes into an action over background (see the module docstring)
+    background_minutes: float = 0.0  # minutes of background frames
 
 
 def _check_sequences(frames, labels) -> None:
@@ -72,12 +87,23 @@ def _check_sequences(frames, labels) -> None:
         raise ValueError("window frame indices must be non-decreasing (publishing order)")
 
 
+def action_at(annotation: Annotation, frame: int) -> str | None:
+    """The annotated action of a frame; None for background (unannotated, "none" or "_background")."""
+    truth = annotation.label_at(int(frame))
+    return None if truth is None or is_none(truth) else truth
+
+
+def _norm(label: str) -> str:
+    """Decided labels: the background class counts as "none"."""
+    return NONE_LABEL if is_none(label) else label
+
+
 def window_accuracy(frames, labels, annotation: Annotation) -> tuple[int, int]:
-    """(correct, counted) windows against the label of each window's newest frame."""
+    """(correct, counted) windows against the action annotated at each window's newest frame."""
     _check_sequences(frames, labels)
     correct = counted = 0
     for f, lab in zip(frames, labels, strict=True):
-        truth = annotation.label_at(int(f))
+        truth = action_at(annotation, f)
         if truth is None:
             continue
         counted += 1
@@ -90,7 +116,7 @@ def per_class_accuracy(frames, labels, annotation: Annotation) -> dict[str, list
     _check_sequences(frames, labels)
     out: dict[str, list[int]] = {}
     for f, lab in zip(frames, labels, strict=True):
-        truth = annotation.label_at(int(f))
+        truth = action_at(annotation, f)
         if truth is None:
             continue
         c = out.setdefault(truth, [0, 0])
@@ -108,7 +134,7 @@ def settled_accuracy(frames, labels, annotation: Annotation, settle_s: float = 1
     settle = round(settle_s * annotation.fps)
     correct = counted = 0
     for f, lab in zip(frames, labels, strict=True):
-        truth = annotation.label_at(int(f))
+        truth = action_at(annotation, f)
         if truth is None:
             continue
         start = run_starts[bisect.bisect_right(run_starts, int(f)) - 1]
@@ -129,7 +155,7 @@ def _first_hits(frames, labels, annotation: Annotation) -> list[tuple[SwitchResu
                 continue
             if f >= ch.until:
                 break
-            if lab == ch.to:
+            if _norm(lab) == _norm(ch.to):
                 hit = i
                 break
         delay = None if hit is None else int(frames[hit]) - ch.frame
@@ -159,15 +185,53 @@ def flicker(frames, labels, annotation: Annotation) -> tuple[int, int, float]:
     return spurious, len(changes), spurious / minutes
 
 
+def background_minutes(annotation: Annotation) -> float:
+    """Minutes of background frames: unannotated or annotated "none" / "_background"."""
+    action = sum(s.length for s in annotation.segments if not is_none(s.label))
+    return max(0, annotation.frames - action) / annotation.fps / 60.0
+
+
+def background(frames, labels, annotation: Annotation) -> tuple[int, int, int]:
+    """(background windows, of them decided "none", false alarms) - see the module docstring."""
+    _check_sequences(frames, labels)
+    windows = nones = alarms = 0
+    previous = None
+    for f, lab in zip(frames, labels, strict=True):
+        lab = _norm(lab)
+        if action_at(annotation, f) is None:
+            windows += 1
+            if lab == NONE_LABEL:
+                nones += 1
+            elif lab != previous:
+                alarms += 1
+        previous = lab
+    return windows, nones, alarms
+
+
+def false_alarms_per_minute(labels, minutes: float) -> float:
+    """False alarms per minute of a stream that is background throughout (e.g. footage of other activities)."""
+    previous, alarms = None, 0
+    for lab in labels:
+        lab = _norm(lab)
+        if lab != NONE_LABEL and lab != previous:
+            alarms += 1
+        previous = lab
+    return alarms / minutes if minutes > 0 else 0.0
+
+
 def score_stream(frames, labels, annotation: Annotation, settle_s: float = 1.0) -> StreamScore:
     """All raw counts for one video's published windows."""
+    labels = [_norm(lab) for lab in labels]
+    bg_windows, bg_none, alarms = background(frames, labels, annotation)
     correct, counted = window_accuracy(frames, labels, annotation)
     settled_correct, settled = settled_accuracy(frames, labels, annotation, settle_s)
     spurious, changes, _ = flicker(frames, labels, annotation)
     return StreamScore(windows=counted, correct=correct, settled_windows=settled, settled_correct=settled_correct,
                        per_class=per_class_accuracy(frames, labels, annotation),
                        switches=switch_delays(frames, labels, annotation), decided_changes=changes,
-                       spurious_changes=spurious, minutes=annotation.duration_s / 60.0)
+                       spurious_changes=spurious, minutes=annotation.duration_s / 60.0,
+                       background_windows=bg_windows, background_none=bg_none, false_alarms=alarms,
+                       background_minutes=background_minutes(annotation))
 
 
 def merge_scores(scores: list[StreamScore]) -> StreamScore:
@@ -186,6 +250,10 @@ def merge_scores(scores: list[StreamScore]) -> StreamScore:
         total.decided_changes += s.decided_changes
         total.spurious_changes += s.spurious_changes
         total.minutes += s.minutes
+        total.background_windows += s.background_windows
+        total.background_none += s.background_none
+        total.false_alarms += s.false_alarms
+        total.background_minutes += s.background_minutes
     return total
 
 
@@ -219,4 +287,9 @@ def summarize(score: StreamScore) -> dict:
         "spurious_changes": score.spurious_changes,
         "minutes": score.minutes,
         "flicker_per_min": score.spurious_changes / score.minutes if score.minutes else None,
+        "background_windows": score.background_windows,
+        "background_none_rate": score.background_none / score.background_windows if score.background_windows else None,
+        "false_alarms": score.false_alarms,
+        "background_minutes": score.background_minutes,
+        "false_alarms_per_min": score.false_alarms / score.background_minutes if score.background_minutes else None,
     }
