@@ -1,22 +1,40 @@
-"""One way to get engines: pick a backend (auto, onnxruntime, tensorrt) and load a bundle's two networks."""
+"""One way to get engines: pick a backend (auto, onnxruntime, tensorrt, triton) and load every network of a bundle."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
 from engines.base import Engine
-from engines.bundle import Bundle, check_engines, read_bundle
-from stream.core.errors import ConfigError
+from engines.bundle import Bundle, check_networks, read_bundle
+from stream.core.errors import BundleError, ConfigError
 
-ENGINE_KINDS = ("auto", "onnxruntime", "tensorrt")
+ENGINE_KINDS = ("auto", "onnxruntime", "tensorrt", "triton")
 
 
 @dataclass
 class LoadedBundle:
     bundle: Bundle
-    spatial: Engine
-    temporal: Engine
+    engines: dict[str, Engine]  # one per network name, in the bundle's order
     choice: str = ""  # which backend was picked and why, for logs and status messages
+
+    def _named(self, name: str) -> Engine:
+        if name not in self.engines:
+            raise BundleError(f"{self.bundle.path}: family {self.bundle.family!r} has no {name!r} network "
+                              f"(networks: {', '.join(self.engines)})")
+        return self.engines[name]
+
+    @property
+    def spatial(self) -> Engine:
+        """The two-stream views (format 1 and late bundles with these names)."""
+        return self._named("spatial")
+
+    @property
+    def temporal(self) -> Engine:
+        return self._named("temporal")
+
+    @property
+    def backend(self) -> str:
+        return next(iter(self.engines.values())).backend
 
 
 def open_engine(path: str | Path, *, kind: str = "auto", threads: int = 1) -> Engine:
@@ -25,8 +43,8 @@ def open_engine(path: str | Path, *, kind: str = "auto", threads: int = 1) -> En
     The returned engine carries `choice_reason`, a one-line explanation of the pick for logs
     and status messages. TensorRT plans are looked up in the bundle's plans/ directory.
     """
-    if kind not in ENGINE_KINDS:
-        raise ConfigError(f"engine = {kind!r}: expected one of {', '.join(ENGINE_KINDS)}")
+    if kind not in ENGINE_KINDS or kind == "triton":
+        raise ConfigError(f"engine = {kind!r}: expected one of {', '.join(k for k in ENGINE_KINDS if k != 'triton')}")
     from engines.capabilities import choose_engine, detect_capabilities
 
     caps = detect_capabilities()
@@ -62,16 +80,28 @@ def _usable_plan(onnx_path: Path, caps):
     return find_plan(onnx_path.parent, want, any_precision=True)
 
 
-def open_bundle(path: str | Path, *, kind: str = "auto", threads: int = 1) -> LoadedBundle:
-    """Read, validate and load a model bundle's spatial and temporal engines."""
+def open_bundle(path: str | Path, *, kind: str = "auto", threads: int = 1, options=None,
+                verify_remote: bool = True) -> LoadedBundle:
+    """Read, validate and load every network of a model bundle (format 1: spatial and temporal).
+
+    kind = "triton": the networks run on a Triton server named by `options` ([engine] settings);
+    verify_remote=False lets an inference stage that restarts during an outage start anyway
+    (the engine verifies the server before its first batch).
+    """
     bundle = read_bundle(path)
-    spatial = open_engine(bundle.spatial_file, kind=kind, threads=threads)
-    temporal = open_engine(bundle.temporal_file, kind=kind, threads=threads)
-    check_engines(bundle, spatial, temporal)
-    reasons = {getattr(e, "choice_reason", "") for e in (spatial, temporal)}
-    if spatial.backend == temporal.backend and len(reasons) == 1:
-        choice = f"{spatial.backend} ({reasons.pop()})"
+    engines: dict[str, Engine] = {}
+    for net in bundle.networks:
+        if kind == "triton":
+            from engines.triton import open_triton
+
+            engines[net.name] = open_triton(bundle, net.name, options, verify=verify_remote)
+        else:
+            engines[net.name] = open_engine(net.file, kind=kind, threads=threads)
+    check_networks(bundle, engines)
+    backends = {e.backend for e in engines.values()}
+    reasons = {getattr(e, "choice_reason", "") for e in engines.values()}
+    if len(backends) == 1 and len(reasons) == 1:
+        choice = f"{backends.pop()} ({reasons.pop()})"
     else:
-        choice = (f"spatial: {spatial.backend} ({getattr(spatial, 'choice_reason', '')}); "
-                  f"temporal: {temporal.backend} ({getattr(temporal, 'choice_reason', '')})")
-    return LoadedBundle(bundle=bundle, spatial=spatial, temporal=temporal, choice=choice)
+        choice = "; ".join(f"{name}: {e.backend} ({getattr(e, 'choice_reason', '')})" for name, e in engines.items())
+    return LoadedBundle(bundle=bundle, engines=engines, choice=choice)

@@ -27,3 +27,18 @@ def top_k(scores: np.ndarray, labels: tuple[str, ...], k: int) -> list[dict]:
     """[{label, score}] best first; ties broken by label order so output is deterministic."""
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
     return [{"label": labels[i], "score": round(float(scores[i]), 6)} for i in order]
+
+
+def fuse_networks(logits: dict[str, np.ndarray], *, method: str, weights: dict[str, float],
+                  network: str = "") -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """({name: probs}, fused probs) for any number of networks (bundle format 2 [fusion]).
+
+    "late": weighted mean of each network's softmax (two networks: exactly fuse_scores);
+    "single": the named network's softmax is the fused score.
+    """
+    probs = {name: softmax(x.astype(np.float64)) for name, x in logits.items()}
+    if method == "single":
+        return probs, probs[network]
+    total = sum(weights[name] for name in probs)
+    fused = sum(weights[name] * p for name, p in probs.items()) / total
+    return probs, fused

@@ -1,7 +1,8 @@
 """Whole-video helpers built on stream.core.flow: decode, flow, and window inputs exactly as the runtime makes them.
 
 Used by evaluation, extraction, INT8 calibration and benchmarks, so every offline
-number is computed on the inputs a camera produces.
+number is computed on the inputs a camera produces. Window inputs of every kind come from
+stream.core.inputs, the builder the inference stage uses too.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import cv2
 import numpy as np
 
 from stream.core.errors import SourceError
-from stream.core.flow import FlowComputer, FlowSettings, normalize_rgb, quantize_flow, resize_frame, stack_flows, to_gray
+from stream.core.flow import FlowComputer, FlowSettings, quantize_flow, resize_frame, to_gray
+from stream.core.inputs import InputSpec, build_inputs, gather_windows, window_needs
 
 
 def open_video(path: str | Path) -> cv2.VideoCapture:
@@ -57,9 +59,10 @@ def video_flows(frames: np.ndarray, settings: FlowSettings) -> np.ndarray:
     return out
 
 
-def window_ends(num_frames: int, flow_length: int, count: int) -> list[int]:
-    """`count` evenly spaced newest-frame indices of full windows (TSN-style test sampling)."""
-    first, last = flow_length, num_frames - 1
+def window_ends(num_frames: int, span: int, count: int) -> list[int]:
+    """`count` evenly spaced newest-frame indices of full windows (TSN-style test sampling); `span` is how many
+    frames a window needs before its newest (today's two-stream bundles: the flow length L)."""
+    first, last = span, num_frames - 1
     if last < first:
         return []
     if count <= 1:
@@ -69,7 +72,24 @@ def window_ends(num_frames: int, flow_length: int, count: int) -> list[int]:
 
 def window_inputs(frames: np.ndarray, flows: np.ndarray, ends: list[int], *, flow_length: int, mean, std,
                   stacking: str) -> tuple[np.ndarray, np.ndarray]:
-    """Spatial (B,3,S,S) and temporal (B,2L,S,S) inputs for windows whose newest frame is each of `ends`."""
-    spatial = normalize_rgb(frames[ends], mean, std)
-    temporal = np.stack([stack_flows(flows[e - flow_length:e], stacking) for e in ends])
+    """Spatial (B,3,S,S) and temporal (B,2L,S,S) inputs of a two-stream bundle for windows ending at `ends`."""
+    specs = (InputSpec("frame"), InputSpec("flow_stack", flow_length))
+    rgb, fl = gather_windows(frames, flows, ends, window_needs(specs))
+    spatial, temporal = build_inputs(specs, rgb, fl, mean=mean, std=std, stacking=stacking)
     return spatial, temporal
+
+
+def bundle_window_inputs(bundle, frames: np.ndarray, flows: np.ndarray | None,
+                         ends: list[int]) -> dict[str, list[np.ndarray]]:
+    """Every network's inputs, {name: [input, ...]}, for windows ending at `ends` (any bundle family).
+
+    `bundle` is an engines.bundle.Bundle (networks, needs, mean, std, flow); flows may be None when no
+    network takes a flow_stack (see video_flows_if_needed)."""
+    rgb, fl = gather_windows(frames, flows, ends, bundle.needs)
+    return {net.name: build_inputs(net.inputs, rgb, fl, mean=bundle.mean, std=bundle.std,
+                                   stacking=bundle.flow.stacking) for net in bundle.networks}
+
+
+def video_flows_if_needed(bundle, frames: np.ndarray) -> np.ndarray | None:
+    """video_flows with the bundle's [flow] settings, or None when no network of the bundle takes flow."""
+    return video_flows(frames, bundle.flow) if bundle.needs.flows else None
