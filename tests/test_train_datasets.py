@@ -147,7 +147,9 @@ def test_cross_validation_folds_are_disjoint_and_cover_everything(kind):
     dataset = Dataset(root=__import__("pathlib").Path("."), classes=["c0", "c1"], items=items)
     seen = []
     for k in range(3):
-        split = make_split(dataset, SplitSpec(kind=kind, group_regex=r"_g(\d+)_", folds=3, fold=k))
+        # placeholder paths: no video to fingerprint (near-duplicate grouping: tests/test_near_duplicates.py)
+        split = make_split(dataset, SplitSpec(kind=kind, group_regex=r"_g(\d+)_", folds=3, fold=k,
+                                              group_duplicates=False))
         assert not {it.rel for it in split.train} & {it.rel for it in split.val}
         seen += [it.rel for it in split.val]
     assert sorted(seen) == sorted(it.rel for it in items)

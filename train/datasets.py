@@ -5,6 +5,8 @@ taken from UCF101 lists (classInd.txt, trainlist0N.txt, testlist0N.txt), HMDB51 
 (<class>_test_splitN.txt, 1 = train, 2 = test, 0 = unused), groups (a regex pulls a group id
 such as an actor out of each file name; no group is ever in both subsets), a seeded random
 fraction, or "all" (everything is training data, e.g. for the shipped model).
+Random splits first group near-duplicate clips (near_duplicate_groups: perceptual hashes of
+sampled frames), so copies of one clip never sit on both sides; --no-group-duplicates turns it off.
 No torch here: `twostream eval` and `twostream extract` use this module too.
 """
 from __future__ import annotations
@@ -55,6 +57,7 @@ class SplitSpec:
     seed: int = 0
     folds: int = 0  # >1: cross-validation, validation = fold `fold` of `folds` disjoint parts
     fold: int = 0
+    group_duplicates: bool = True  # random splits: near-duplicate clips stay together (near_duplicate_groups)
 
 
 def scan_folder_per_class(root: str | Path) -> Dataset:
@@ -164,24 +167,130 @@ def _natural_key(s: str):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
+# Perceptual hash: 64x64 grey frame, DCT, the 16x16 lowest frequencies but DC (255 bits) above their median.
+# Measured on the shared sets (8 frames from the first 150 of each clip; per pair, the median over one
+# clip's frames of the distance to the nearest frame of the other, as a fraction of 255 bits):
+# k400tiny2 typing2 / typing28 0.039; the next k400tiny2 pair 0.376; weizmann4's closest pair (one actor,
+# wave1 / wave2, same background) 0.200. With 8x8 (63 bits) weizmann4 pairs of different actors on the
+# shared background came within 0.08, too close to call; 0.1 leaves margin on both sides.
+HASH_SIDE = 16
+NEAR_DUPLICATE_DISTANCE = 0.1
+FINGERPRINT_FRAMES = 8
+FINGERPRINT_MAX_FRAMES = 150
+
+
+def frame_hash(frame) -> "np.ndarray":
+    """255-bit DCT perceptual hash (bool array) of one BGR (or grey) frame of any size."""
+    import cv2
+    import numpy as np
+
+    grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
+    small = cv2.resize(grey, (4 * HASH_SIDE, 4 * HASH_SIDE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:HASH_SIDE, :HASH_SIDE].flatten()[1:]
+    return low > np.median(low)
+
+
+def video_fingerprint(path: str | Path, frames: int = FINGERPRINT_FRAMES,
+                      max_frames: int = FINGERPRINT_MAX_FRAMES) -> "np.ndarray":
+    """(n, 255) bool: hashes of `frames` evenly spaced frames among the first `max_frames` of a video.
+
+    Skipped frames are only grabbed, not converted (about 10 s for the 64 k400tiny2 clips on the shared CPU).
+    """
+    import cv2
+    import numpy as np
+
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ConfigError(f"{path}: cannot be opened to look for near-duplicates (--no-group-duplicates skips this)")
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        total = min(total, max_frames) if total > 0 else max_frames
+        want = set(np.linspace(0, total - 1, frames).round().astype(int).tolist())
+        hashes = []
+        for i in range(max(want) + 1):
+            if i in want:
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    break
+                hashes.append(frame_hash(frame))
+            elif not cap.grab():
+                break
+    finally:
+        cap.release()
+    if not hashes:
+        raise ConfigError(f"{path}: no frame decoded to look for near-duplicates (--no-group-duplicates skips this)")
+    return np.stack(hashes)
+
+
+def fingerprint_distance(a, b) -> float:
+    """How far apart two clips look, 0..1: the median over one clip's frames of the (bit fraction) distance to
+    the other's nearest frame, taken in the closer direction (a trimmed copy is near its source)."""
+    import numpy as np
+
+    d = (a[:, None, :] != b[None, :, :]).mean(axis=-1)
+    return float(min(np.median(d.min(axis=1)), np.median(d.min(axis=0))))
+
+
+def near_duplicate_groups(videos, *, max_distance: float = NEAR_DUPLICATE_DISTANCE,
+                          frames: int = FINGERPRINT_FRAMES, max_frames: int = FINGERPRINT_MAX_FRAMES) -> list[int]:
+    """Group ids (0, 1, 2, ... in order of first member) such that near-duplicate videos share one.
+
+    videos: video paths, or fingerprints from video_fingerprint. Near-duplicates are pairs within
+    max_distance (fingerprint_distance); groups are their transitive closure (union-find).
+    """
+    prints = [v if hasattr(v, "ndim") else video_fingerprint(v, frames, max_frames) for v in videos]
+    parent = list(range(len(prints)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(len(prints)):
+        for j in range(i + 1, len(prints)):
+            if find(i) != find(j) and fingerprint_distance(prints[i], prints[j]) <= max_distance:
+                parent[max(find(i), find(j))] = min(find(i), find(j))
+    ids: dict[int, int] = {}
+    return [ids.setdefault(find(i), len(ids)) for i in range(len(prints))]
+
+
 def random_split(items: list[VideoItem], val_fraction: float, seed: int, folds: int = 0,
-                 fold: int = 0) -> tuple[list[VideoItem], list[VideoItem]]:
+                 fold: int = 0, groups: list[int] | None = None) -> tuple[list[VideoItem], list[VideoItem]]:
     """Seeded split stratified by class: each class contributes about val_fraction of its videos
-    (or, with folds > 1, every folds-th video of its seeded shuffle starting at `fold`: disjoint folds)."""
+    (or, with folds > 1, every folds-th video of its seeded shuffle starting at `fold`: disjoint folds).
+
+    groups (one id per item, e.g. near_duplicate_groups): items sharing an id move together, placed
+    where the first of them falls in the shuffle, in the class of that first one. Without groups (or
+    with all ids distinct) the split is the plain per-video one.
+    """
     if folds <= 1 and not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val fraction must be in (0, 1), got {val_fraction}")
+    if groups is not None and len(groups) != len(items):
+        raise ValueError(f"{len(groups)} group ids for {len(items)} items")
+    group_of = {it.rel: (groups[i] if groups is not None else i) for i, it in enumerate(items)}
+    members_of: dict[int, list[VideoItem]] = {}
+    for it in items:
+        members_of.setdefault(group_of[it.rel], []).append(it)
     rng = random.Random(seed)
     train, val = [], []
+    placed: set[int] = set()
     for label in sorted({it.label for it in items}):
         members = [it for it in items if it.label == label]
         rng.shuffle(members)
+        units = []  # one per group, at its first member's place
+        for m in members:
+            g = group_of[m.rel]
+            if g not in placed:
+                placed.add(g)
+                units.append(members_of[g])
         if folds > 1:
-            val += members[fold::folds]
-            train += [m for i, m in enumerate(members) if i % folds != fold]
+            val += [m for i, u in enumerate(units) if i % folds == fold for m in u]
+            train += [m for i, u in enumerate(units) if i % folds != fold for m in u]
             continue
-        n_val = max(1, round(val_fraction * len(members))) if len(members) > 1 else 0
-        val += members[:n_val]
-        train += members[n_val:]
+        n_val = max(1, round(val_fraction * len(units))) if len(units) > 1 else 0
+        val += [m for u in units[:n_val] for m in u]
+        train += [m for u in units[n_val:] for m in u]
     return sorted(train, key=lambda it: it.rel), sorted(val, key=lambda it: it.rel)
 
 
@@ -200,9 +309,13 @@ def make_split(dataset: Dataset, spec: SplitSpec) -> Split:
         desc = f"group split regex={spec.group_regex!r} val_groups={','.join(vg)}"
         return Split(dataset.classes, train, val, desc, groups={"train": tg, "val": vg})
     if spec.kind == "random":
-        train, val = random_split(items, spec.val_fraction, spec.seed, spec.folds, spec.fold)
+        groups = near_duplicate_groups([dataset.root / it.rel for it in items]) if spec.group_duplicates else None
+        train, val = random_split(items, spec.val_fraction, spec.seed, spec.folds, spec.fold, groups=groups)
         how = f"fold {spec.fold} of {spec.folds}" if spec.folds > 1 else f"val_fraction={spec.val_fraction}"
-        return Split(dataset.classes, train, val, f"random stratified split {how} seed={spec.seed}")
+        desc = f"random stratified split {how} seed={spec.seed}"
+        if groups is not None:
+            desc += f", near-duplicates grouped ({len(items) - len(set(groups))} clip(s) joined another)"
+        return Split(dataset.classes, train, val, desc)
     if spec.kind in ("ucf101", "hmdb51"):
         if spec.annotations is None:
             raise ConfigError(f"--split {spec.kind} needs --annotations DIR (the folder with the split files)")
@@ -247,10 +360,13 @@ def add_split_arguments(parser) -> None:
     g.add_argument("--split-seed", type=int, default=0, help="seed of random/group splits")
     g.add_argument("--folds", type=int, default=0, help="cross-validation: number of disjoint folds (random/group)")
     g.add_argument("--fold", type=int, default=0, help="cross-validation: which fold is validation (0-based)")
+    g.add_argument("--no-group-duplicates", dest="group_duplicates", action="store_false",
+                   help="random split: do not keep near-duplicate clips (perceptual hash) on one side")
 
 
 def split_spec_from_args(args) -> SplitSpec:
     return SplitSpec(kind=args.split, number=args.split_number, annotations=args.annotations,
                      group_regex=args.group_regex,
                      val_groups=tuple(g.strip() for g in args.val_groups.split(",") if g.strip()),
-                     val_fraction=args.val_fraction, seed=args.split_seed, folds=args.folds, fold=args.fold)
+                     val_fraction=args.val_fraction, seed=args.split_seed, folds=args.folds, fold=args.fold,
+                     group_duplicates=getattr(args, "group_duplicates", True))
