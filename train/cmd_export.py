@@ -4,8 +4,9 @@ Writes OUT_DIR/spatial.onnx, temporal.onnx (opset 18, dynamic batch, weights emb
 labels.txt and bundle.toml (input size, normalisation, flow settings and length, fusion
 weights, provenance: data, split, commit, commands, date). Before writing, ONNX Runtime is
 checked against torch on real windows from the training extraction; export fails above
---tolerance. --quantize int8 (static QDQ, calibrated on real windows) or fp16 shrinks the
-files; the agreement with the fp32 model is reported and recorded.
+--tolerance. --quantize int8 (static QDQ, calibrated on real windows of the checkpoints' training
+videos only: validation videos never calibrate) or fp16 shrinks the files; the agreement with the
+fp32 model is reported and recorded.
 
 example: twostream export runs/train/w4_spatial runs/train/w4_temporal models/default --quantize int8
 """
@@ -43,15 +44,27 @@ def _resolve(path: Path) -> Path:
     return path
 
 
-def real_windows(extracted: Path, meta: dict, count: int, seed: int = 0):
-    """(spatial, temporal) input arrays from `count` evenly spread windows of an extraction (runtime code path)."""
+def real_windows(extracted: Path, meta: dict, count: int, seed: int = 0, videos: list[str] | None = None):
+    """(spatial, temporal) input arrays from `count` evenly spread windows of an extraction (runtime code path).
+
+    videos: draw only from these (paths relative to the dataset, as in extract.json); default all.
+    """
     import numpy as np
 
     from stream.core.offline import window_ends, window_inputs
     from train.extract import load_video, read_index
 
     index = read_index(extracted)
-    entries = list(index["videos"].values())
+    if videos is None:
+        entries = list(index["videos"].values())
+    else:
+        missing = [rel for rel in videos if rel not in index["videos"]]
+        if missing:
+            from stream.core.errors import ConfigError
+
+            raise ConfigError(f"{extracted}: {len(missing)} training video(s) are not in this extraction "
+                              f"(first: {missing[0]})")
+        entries = [index["videos"][rel] for rel in sorted(videos)]
     rng = np.random.default_rng(seed)
     rng.shuffle(entries)
     L = meta["flow_length"]
@@ -69,6 +82,68 @@ def real_windows(extracted: Path, meta: dict, count: int, seed: int = 0):
         if sum(len(x) for x in spatial) >= count:
             break
     return np.concatenate(spatial)[:count], np.concatenate(temporal)[:count]
+
+
+def training_videos(meta: dict, index: dict) -> list[str]:
+    """The videos (rel paths) a checkpoint was trained on, checked against the extraction `index`.
+
+    Checkpoints record the list (meta "train_items"); older ones are re-split from the split options
+    in their recorded command, and the result must reproduce the recorded description, training-video
+    count and groups, else ConfigError (calibrating on unknown videos could leak held-out data).
+    """
+    import argparse as _argparse
+
+    from stream.core.errors import ConfigError
+    from train.datasets import Dataset, VideoItem, add_split_arguments, make_split, split_spec_from_args
+
+    if meta.get("train_items") is not None:
+        return sorted(meta["train_items"])
+    parser = _argparse.ArgumentParser(add_help=False)
+    add_split_arguments(parser)
+    try:
+        args, _ = parser.parse_known_args(shlex.split(meta.get("command", ""))[2:])
+    except SystemExit:
+        args = None
+    if args is not None and "group_duplicates" in vars(args) and "duplicates grouped" not in meta.get("split", ""):
+        args.group_duplicates = False  # trained before near-duplicate grouping existed
+    items = [VideoItem(rel, int(v["label"])) for rel, v in index["videos"].items()]
+    split = None
+    if args is not None:
+        try:
+            split = make_split(Dataset(Path(index["source"]), list(index["classes"]), items),
+                               split_spec_from_args(args))
+        except ConfigError:
+            split = None
+    if (split is None or split.description != meta.get("split") or len(split.train) != int(meta.get("train_videos", -1))
+            or list(split.groups.get("train", [])) != list(meta.get("train_groups", []))):
+        raise ConfigError(f"cannot tell which videos the {meta.get('stream', '')} checkpoint was trained on "
+                          f"(split {meta.get('split', '?')!r}); pass --parity-data with an extraction of "
+                          f"training videos only")
+    return sorted(it.rel for it in split.train)
+
+
+def calibration_videos(extracted: Path, metas: list[dict]) -> tuple[list[str] | None, str]:
+    """(videos to draw int8 calibration windows from, description for the provenance).
+
+    From the checkpoints' own extraction: only videos every checkpoint trained on (validation
+    videos never calibrate, or the held-out score would have seen them). Another extraction
+    (--parity-data) is the user's calibration set: all of it, None.
+    """
+    from train.extract import read_index
+
+    index = read_index(extracted)
+    same = all(Path(m["extracted"]).resolve() == Path(extracted).resolve()
+               or str(m.get("data")) == str(index["source"]) for m in metas)
+    if not same:
+        return None, f"all {len(index['videos'])} videos of {extracted} (not the training extraction)"
+    chosen = set(training_videos(metas[0], index))
+    for m in metas[1:]:
+        chosen &= set(training_videos(m, index))
+    if not chosen:
+        from stream.core.errors import ConfigError
+
+        raise ConfigError(f"{extracted}: the checkpoints share no training video to calibrate on")
+    return sorted(chosen), f"{len(chosen)} training videos of {extracted} (validation videos excluded)"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -158,8 +233,11 @@ def main(args: argparse.Namespace) -> int:
     if args.quantize != "none":
         if not extracted.is_dir():
             raise ConfigError(f"--quantize {args.quantize} needs real windows: {extracted} not found (--parity-data)")
+        cal_videos, cal_note = calibration_videos(extracted, [ms, mt])
+        provenance["calibration"] = cal_note
+        print(f"{args.quantize} calibration/check windows from {cal_note}")
         for stream, meta in (("spatial", ms), ("temporal", mt)):
-            cal_s, cal_t = real_windows(extracted, meta, args.calibration_windows, seed=1)
+            cal_s, cal_t = real_windows(extracted, meta, args.calibration_windows, seed=1, videos=cal_videos)
             calib = cal_s if stream == "spatial" else cal_t
             check = check_s if stream == "spatial" else check_t
             fp32 = out_dir / f"{stream}.onnx"

@@ -172,6 +172,7 @@ def main(args: argparse.Namespace) -> int:
         "data": str(index["source"]), "extracted": str(Path(args.data).resolve()), "split": split.description,
         "train_groups": list(split.groups.get("train", [])), "val_groups": list(split.groups.get("val", [])),
         "train_videos": len(split.train), "val_videos": len(split.val), "weights": str(weights),
+        "train_items": sorted(it.rel for it in split.train),  # export calibrates on these only (never on val)
         "init": args.init if args.stream == "temporal" else "", "seed": args.seed,
         # camera-motion augmentation: the extraction's flow variants (train.camera_motion), drawn per sample
         "camera_motion": (index.get("camera_motion") or None) if args.stream == "temporal" else None,
