@@ -31,6 +31,7 @@ from stream.runtime.inference import InferenceJob, inference_main
 from stream.runtime.events import SourceEnded, WindowResult, WindowsEnded
 from stream.runtime.preview import PreviewFrame
 from stream.runtime.stage import SharedFlag, event_sockets, quiet_stderr
+from stream.core.policy import resolve
 from stream.runtime.decider import Decider
 from stream.runtime.publisher import Publisher
 from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
@@ -174,7 +175,9 @@ class Pipeline:
         summary = RunSummary()
         ctx = self._ctx = zmq.Context()
         # fuse (inference stage) -> decide (per-source policy, seq) -> publish (ZeroMQ)
-        self.decider = Decider(self.names, labels=self.bundle.labels, policy=settings.policy,
+        # the bundle's [policy] ("none" threshold, background class) unless the config sets its own
+        self.decider = Decider(self.names, labels=self.bundle.labels,
+                               policy=resolve(settings.policy, self.bundle.policy),
                                top=settings.fusion.top_k, flow_length=self.bundle.flow_length)
         publisher = Publisher(settings.publish, ctx=ctx)
         results = ctx.socket(zmq.PULL)
