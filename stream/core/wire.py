@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from stream.core.errors import ConfigError
 
 SCHEMA = 1
+MAX_STREAMS = 16  # networks per prediction (a bundle has at most 8)
 ROOT = "twostream/"  # every topic starts with it; subscribe to it for everything
 
 
@@ -128,7 +129,8 @@ class LabelScore:
 @dataclass(frozen=True)
 class Prediction:
     """One window's decided label. `top`/`label`/`score` are after the decision policy, `fused` is the
-    window's raw fused top-1, `spatial`/`temporal` each stream's top-1."""
+    window's raw fused top-1, `streams` each network's top-1 by network name (bundle format 2: any names;
+    two-stream bundles: spatial and temporal, also given as `spatial`/`temporal`, None when absent)."""
 
     source: str
     seq: int
@@ -136,8 +138,8 @@ class Prediction:
     label: str
     score: float
     top: tuple[LabelScore, ...]
-    spatial: LabelScore
-    temporal: LabelScore
+    spatial: LabelScore | None
+    temporal: LabelScore | None
     t_capture: float
     t_publish: float
     latency_ms: float
@@ -147,6 +149,7 @@ class Prediction:
     batch: int | None = None
     fused: LabelScore | None = None
     raw: dict = field(default_factory=dict, repr=False, compare=False)  # the payload as received
+    streams: dict = field(default_factory=dict)  # {network name: LabelScore}; empty: spatial + temporal
 
     def to_payload(self) -> dict:
         p = {"schema": SCHEMA, "event": "prediction", "source": self.source, "seq": self.seq, "frame": self.frame}
@@ -159,7 +162,8 @@ class Prediction:
         p.update({"label": self.label, "score": self.score, "top": [x.to_payload() for x in self.top]})
         if self.fused is not None:
             p["fused"] = self.fused.to_payload()
-        p["streams"] = {"spatial": self.spatial.to_payload(), "temporal": self.temporal.to_payload()}
+        streams = self.streams or {"spatial": self.spatial, "temporal": self.temporal}
+        p["streams"] = {name: x.to_payload() for name, x in streams.items()}
         if self.gap is not None:
             p["gap"] = dict(self.gap)
         return p
@@ -174,11 +178,13 @@ class Prediction:
             raise MessageError("gap must be an object")
         stages = doc.get("stages_ms", {})
         fused = doc.get("fused")
+        if not streams or len(streams) > MAX_STREAMS:
+            raise MessageError(f"streams must name 1..{MAX_STREAMS} networks")
+        named = {str(k): LabelScore.from_payload(v, f"streams.{k}") for k, v in streams.items()}
         return cls(
             source=source, seq=_get(doc, "seq", int), frame=_get(doc, "frame", int), label=_get(doc, "label", str),
             score=_get(doc, "score", float), top=tuple(LabelScore.from_payload(x, "top[]") for x in top),
-            spatial=LabelScore.from_payload(streams.get("spatial"), "streams.spatial"),
-            temporal=LabelScore.from_payload(streams.get("temporal"), "streams.temporal"),
+            spatial=named.get("spatial"), temporal=named.get("temporal"), streams=named,
             t_capture=_get(doc, "t_capture", float), t_publish=_get(doc, "t_publish", float),
             latency_ms=_get(doc, "latency_ms", float), stages_ms=stages if isinstance(stages, dict) else {},
             gap=gap, first_frame=_opt(doc, "first_frame", int), batch=_opt(doc, "batch", int),

@@ -26,7 +26,8 @@ def _top(scores, labels: tuple[str, ...], k: int) -> tuple[LabelScore, ...]:
 
 
 class Decider:
-    """sources: names by source index; top: labels in a prediction's `top`; flow_length: frames per flow stack."""
+    """sources: names by source index; top: labels in a prediction's `top`; flow_length: frames a window covers
+    before its newest (the bundle's span: L for two-stream bundles), so first_frame = frame - flow_length."""
 
     def __init__(self, sources: list[str], *, labels: tuple[str, ...], policy: PolicySettings, top: int,
                  flow_length: int):
@@ -64,10 +65,16 @@ class Decider:
                        "inference": round((r.t_infer_end - r.t_infer_start) * 1000.0, 3),
                        "publish": round((now - r.t_infer_end) * 1000.0, 3)},
             batch=r.batch, label=label, score=score, top=_top(decision.scores, self.labels, self.top),
-            fused=_top(r.fused, self.labels, 1)[0], spatial=_top(r.spatial, self.labels, 1)[0],
-            temporal=_top(r.temporal, self.labels, 1)[0], gap=gap))
+            fused=_top(r.fused, self.labels, 1)[0], gap=gap, **self._streams(r)))
         self.published[r.source] = seq + 1
         return out
+
+    def _streams(self, r: WindowResult) -> dict:
+        """spatial/temporal (two-stream results) or every network's top-1 by name (bundle format 2)."""
+        if r.streams is None:
+            return {"spatial": _top(r.spatial, self.labels, 1)[0], "temporal": _top(r.temporal, self.labels, 1)[0]}
+        named = {name: _top(p, self.labels, 1)[0] for name, p in r.streams.items()}
+        return {"spatial": named.get("spatial"), "temporal": named.get("temporal"), "streams": named}
 
     def end(self, source: int, *, frames: int, dropped: int, windows_dropped: int, error: str) -> EndOfStream:
         """The end of stream of a source: `windows` is the number of predictions it published."""

@@ -49,10 +49,11 @@ class WindowResult:
     t_flow: float
     t_infer_start: float
     t_infer_end: float
-    spatial: list[float]  # probabilities
+    spatial: list[float]  # probabilities (two-stream bundles; [] when `streams` is given)
     temporal: list[float]
     fused: list[float]
     batch: int
     gap_frames: int = 0
     gap_seconds: float = 0.0
+    streams: dict[str, list[float]] | None = None  # probabilities per network name (not spatial + temporal)
 
