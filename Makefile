@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: demo lint test system-deps clean
+.PHONY: demo lint test system-deps triton-server clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,23 @@ demo: $(VENV)/.runtime
 system-deps:
 	@scripts/system-deps.sh
 
+# A real tritonserver for the Triton engine tests and `twostream bench` (engines/triton_server.py): the
+# nvidia-pytriton wheel bundles tritonserver 2.51 with the python backend. Its own venv: it pins numpy<2.
+TRITON_VENV := $(VENV)/tritonserver
+$(TRITON_VENV)/.ready: | $(PY)
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install -q --disable-pip-version-check nvidia-pytriton 'numpy<2' onnxruntime
+	touch $@
+
+triton-server: $(TRITON_VENV)/.ready
+
 # Layering (import-linter contracts in pyproject.toml), no import cycle, lint (ruff), then the tests.
 lint: $(VENV)/.test
 	$(VENV)/bin/lint-imports
 	$(PY) scripts/import_cycles.py
 	$(VENV)/bin/ruff check .
 
-test: lint system-deps
+test: lint system-deps triton-server
 	$(PY) -m pytest -q
 
 clean:

@@ -23,6 +23,8 @@ COMMANDS = [
     ("view", "stream.cli.view", "serve a live web view of predictions and previews"),
     ("doctor", "engines.cmd_doctor", "list engines, GPUs and flow backends this machine can use"),
     ("build-engines", "engines.cmd_build", "build TensorRT plans for a bundle (NVIDIA GPU)"),
+    ("export-triton", "engines.cmd_export_triton", "export a bundle as a Triton Inference Server model repository"),
+    ("bridge", "stream.cli.bridge", "forward predictions, changes and status to MQTT (Home Assistant discovery)"),
 ]
 
 

@@ -37,7 +37,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "overloaded); fast processes every frame exactly once, as fast as possible")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop each source after N frames")
     p.add_argument("--stride", type=int, metavar="S", help="a window closes every S frames (default 5)")
-    p.add_argument("--engine", choices=("auto", "onnxruntime", "tensorrt"), help="engine backend (default auto)")
+    p.add_argument("--engine", choices=("auto", "onnxruntime", "tensorrt", "triton"),
+                   help="engine backend (default auto; triton: [engine] triton_url in --config)")
     p.add_argument("--threads", type=int, metavar="N", help="inference threads (0: let the engine decide)")
     p.add_argument("--print", action="store_true", dest="print_predictions",
                    help="also print each prediction (and end of stream) to stdout, one line each")

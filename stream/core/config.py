@@ -48,8 +48,17 @@ class FlowDeviceSettings:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    kind: str = _opt("auto", choices=("auto", "onnxruntime", "tensorrt"))
+    kind: str = _opt("auto", choices=("auto", "onnxruntime", "tensorrt", "triton"))
     threads: int = _opt(1, lo=0, hi=256)
+    # kind = "triton" (engines.triton): a Triton Inference Server serving `twostream export-triton`'s models
+    triton_url: str = "grpc://127.0.0.1:8001"  # grpc://host:port, or grpcs://host:port for TLS
+    triton_timeout: float = _opt(5.0, lo=0.05, hi=600.0)  # seconds per request before the server counts as down
+    triton_model_prefix: str = "twostream_"
+    triton_ca_file: str = ""  # grpcs: PEM root certificates ("": system roots)
+    triton_cert_file: str = ""  # grpcs: client certificate chain (PEM), with triton_key_file
+    triton_key_file: str = ""
+    outage_file_wait: float = _opt(60.0, lo=0.0, hi=86400.0)  # files (fast pace) wait this long for the server
+    outage_backoff_max: float = _opt(5.0, lo=0.05, hi=600.0)  # longest pause between reconnect attempts
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import zmq
 
+from engines.base import EngineUnavailable
 from engines.loader import open_bundle
 from stream.core.config import EngineSettings, FusionSettings
 from stream.core.flow import normalize_rgb, stack_flows
 from stream.core.fusion import fuse_scores
 from stream.runtime.events import WindowReady, WindowResult
+from stream.runtime.outage import OutageGuard
 from stream.runtime.stage import event_sockets, ignore_interrupts
 from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
 
@@ -62,9 +64,14 @@ class _Batcher:
 
 def inference_main(job: InferenceJob, stop) -> None:
     ignore_interrupts()
-    loaded = open_bundle(job.model, kind=job.engine.kind, threads=job.engine.threads)
+    # verify_remote=False: a stage restarted during a Triton outage must start (the supervisor verified at start)
+    loaded = open_bundle(job.model, kind=job.engine.kind, threads=job.engine.threads, options=job.engine,
+                         verify_remote=False)
     for engine in (loaded.spatial, loaded.temporal):  # the first run allocates: pay it before sources start
-        engine.run(np.zeros((1, *engine.input_shape), dtype=engine.input_dtype))
+        try:
+            engine.run(np.zeros((1, *engine.input_shape), dtype=engine.input_dtype))
+        except EngineUnavailable:  # a remote engine that is down now: OutageGuard handles it per batch
+            pass
     ctx = zmq.Context()
     pull, push = event_sockets(ctx, bind=job.in_endpoint, connect=job.out_endpoint)
     stats = StatsBoard(job.stats_name, len(job.flow_rings), create=False)
@@ -106,6 +113,8 @@ class InferenceStage:
         self.stats = stats
         self.push = push
         self.batcher = _Batcher(job, self.bundle.input_size, self.bundle.flow_length)
+        self.outage = OutageGuard(stats, len(job.flow_rings), file_wait=job.engine.outage_file_wait,
+                                  backoff_max=job.engine.outage_backoff_max)
 
     def _keep_latest_live(self, windows: list[WindowReady]) -> list[WindowReady]:
         newest = {w.source: i for i, w in enumerate(windows)}
@@ -136,8 +145,13 @@ class InferenceStage:
             n = len(ready)
             spatial_in = normalize_rgb(self.batcher.rgb[:n], bundle.mean, bundle.std)
             temporal_in = np.stack([stack_flows(self.batcher.flows[i], bundle.flow.stacking) for i in range(n)])
-            ps, pt, pf = fuse_scores(self.spatial.run(spatial_in), self.temporal.run(temporal_in),
-                                     spatial_weight=self.ws, temporal_weight=self.wt)
+            scores = self.outage.run(lambda: (self.spatial.run(spatial_in), self.temporal.run(temporal_in)),
+                                     wait=not all(self.job.live[w.source] for w in ready))
+            if scores is None:  # engine unavailable (remote): these windows are dropped and counted
+                for w in ready:
+                    self.stats.add(w.source, "windows_dropped")
+                continue
+            ps, pt, pf = fuse_scores(*scores, spatial_weight=self.ws, temporal_weight=self.wt)
             t1 = time.time()
             for i, w in enumerate(ready):
                 self.push.send_pyobj(WindowResult(

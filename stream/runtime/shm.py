@@ -162,6 +162,7 @@ STAT_FIELDS = (
     "gap_frames",  # frames missed in the last gap (reconnect), for the next prediction's `gap` field
     "gap_seconds",
     "last_error",  # why a live source last failed, code into LAST_ERRORS (for status messages)
+    "engine_down",  # 1 while a remote engine (Triton) is unavailable; written by inference (stream.runtime.outage)
 )
 STATES = ("starting", "live", "reconnecting", "ended", "failed")
 LAST_ERRORS = ("", "cannot open", "read failed", "stalled")

@@ -88,7 +88,8 @@ class Pipeline:
         self.on_message = on_message  # called with every published payload (for --print)
         self.names = [s.name for s in specs]
         p = settings.pipeline
-        loaded = open_bundle(p.model, kind=settings.engine.kind, threads=settings.engine.threads)
+        loaded = open_bundle(p.model, kind=settings.engine.kind, threads=settings.engine.threads,
+                             options=settings.engine)
         self.bundle = loaded.bundle
         self.engine_backend = loaded.spatial.backend
         self.engine_choice = loaded.choice
@@ -286,6 +287,7 @@ class Pipeline:
             "attempts": int(row["attempts"]),
             "last_error": self.stats.last_error(i),
             "engine": self.engine_backend,
+            "engine_state": "unavailable" if row.get("engine_down") else "ok",
             "url": self.specs[i].display,
         }
         self._emit(publisher.send(self.decider.status(i, status)))
