@@ -8,7 +8,15 @@ import pytest
 torch = pytest.importorskip("torch")
 skimage_data = pytest.importorskip("skimage.data")
 
-from train.models import build_model, imagenet_weights_path, load_state_dict_file  # noqa: E402
+from train.models import (  # noqa: E402
+    ARCHS,
+    MODELS,
+    ModelSpec,
+    build_model,
+    default_weights,
+    imagenet_weights_path,
+    load_state_dict_file,
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +99,48 @@ def test_unknown_arch_and_bad_weights_are_clear_errors(tmp_path):
         build_model("vgg99", 3)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         build_model("resnet18", 3, weights=tmp_path / "missing.pt")
+
+
+# --- the model table ------------------------------------------------------------------------------
+@pytest.mark.parametrize("arch", sorted(MODELS))
+def test_table_names_the_real_first_conv_and_classifier_of_each_network(arch):
+    spec = MODELS[arch]
+    net = spec.build(5, 6, 0.0)
+    first, head = net.get_submodule(spec.first_conv), net.get_submodule(spec.classifier)
+    assert isinstance(first, torch.nn.Conv2d) and first.in_channels == 6
+    assert isinstance(head, torch.nn.Linear) and head.out_features == 5
+    # the first conv is the first weight the input meets, the classifier the last
+    weights = [name for name, p in net.named_parameters() if name.endswith("weight") and p.ndim >= 2]
+    assert weights[0] == spec.first_conv + ".weight" and weights[-1] == spec.classifier + ".weight"
+
+
+def test_a_new_table_row_gets_the_stream_logic_of_build_model(monkeypatch, tmp_path):
+    """Adding a backbone is one row: cross-modality stem init and a fresh head come from the table's names."""
+    def tiny(num_classes, in_channels, dropout):
+        return torch.nn.Sequential(torch.nn.Conv2d(in_channels, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                                   torch.nn.Flatten(), torch.nn.Dropout(dropout), torch.nn.Linear(4, num_classes))
+
+    monkeypatch.setitem(MODELS, "tiny", ModelSpec("tiny", tiny, first_conv="0", classifier="4"))
+    torch.manual_seed(0)
+    donor = build_model("tiny", 7)
+    torch.save(donor.state_dict(), tmp_path / "donor.pt")
+    net = build_model("tiny", 3, in_channels=10, weights=tmp_path / "donor.pt")
+    assert torch.allclose(net[0].weight, donor[0].weight.mean(1, keepdim=True).expand(-1, 10, -1, -1))
+    assert torch.equal(net[0].bias, donor[0].bias)
+    assert net[4].weight.shape == (3, 4)  # head replaced for 3 classes
+    with pytest.raises(ValueError, match="ImageNet weights are only bundled for efficientnet_lite0; .* for tiny"):
+        build_model("tiny", 3, weights="imagenet")
+    assert default_weights("tiny") is None and default_weights("efficientnet_lite0") == "imagenet"
+
+
+def test_train_arch_choices_come_from_the_table_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from stream.cli import build_parser; p = build_parser(); "
+            "sub = next(a for a in p._actions if a.dest == 'command').choices['train']; "
+            "arch = next(a for a in sub._actions if a.dest == 'arch'); "
+            "print(','.join(arch.choices), arch.default, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == [",".join(ARCHS), ARCHS[0], "False"]
+    assert ARCHS == ("efficientnet_lite0", "resnet18", "mobilenet_v3_small")

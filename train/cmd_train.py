@@ -21,16 +21,18 @@ import sys
 from pathlib import Path
 
 from train.datasets import add_split_arguments
+from train.models import ARCHS, MODELS, default_weights
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("data", type=Path, help="output folder of `twostream extract`")
     parser.add_argument("--stream", required=True, choices=("spatial", "temporal"))
     parser.add_argument("--out", type=Path, help="run folder (default runs/train/<stream>)")
-    parser.add_argument("--arch", default="efficientnet_lite0",
-                        choices=("efficientnet_lite0", "resnet18", "mobilenet_v3_small"))
+    parser.add_argument("--arch", default=ARCHS[0], choices=ARCHS,
+                        help="backbone (the table in train/models.py; default %(default)s)")
+    with_imagenet = ", ".join(name for name, spec in MODELS.items() if spec.has_imagenet)
     parser.add_argument("--weights", default="auto",
-                        help="imagenet, none, or a state-dict file (default: imagenet for efficientnet_lite0)")
+                        help=f"imagenet, none, or a state-dict file (default: imagenet for {with_imagenet})")
     parser.add_argument("--init", default="cross_modality", choices=("cross_modality", "scratch"),
                         help="temporal first conv: TSN cross-modality init from RGB weights, or random")
     parser.add_argument("--flow-length", type=int, default=10, help="L: flow fields per temporal input (2L channels)")
@@ -123,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
     in_channels = 3 if args.stream == "spatial" else 2 * args.flow_length
     weights = args.weights
     if weights == "auto":
-        weights = "imagenet" if args.arch == "efficientnet_lite0" else None
+        weights = default_weights(args.arch)
     elif weights == "none":
         weights = None
     try:

