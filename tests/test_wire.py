@@ -245,3 +245,18 @@ def test_publisher_bind_failure_is_one_line_config_error():
     finally:
         first.close()
         ctx.term()
+
+
+def test_decider_publishes_none_decisions_by_name():
+    """The policy's "none" (below [policy] min_score) is published as the label "none", with change events."""
+    from stream.runtime.decider import Decider
+
+    decider = Decider(["cam"], labels=("a", "b", "c"), policy=PolicySettings(kind="none", min_score=0.6), top=1,
+                      flow_length=4)
+    rows = ([0.9, 0.1, 0], [0.55, 0.45, 0], [0.2, 0.8, 0])
+    out = [m for fused in rows for m in decider.decide(_result(0, 10, fused))]
+    assert [(type(m).__name__, m.to_payload().get("label") or m.to_payload()["to"]) for m in out] == [
+        ("Change", "a"), ("Prediction", "a"), ("Change", "none"), ("Prediction", "none"), ("Change", "b"),
+        ("Prediction", "b")]
+    assert [m.from_label for m in out if isinstance(m, Change)] == [None, "a", "none"]
+    assert out[3].score == 0.55  # the score of the class that fell short

@@ -2,7 +2,8 @@
 
 Human-readable lines by default, one JSON message per line with --json. Exits after
 --count messages, or with --until-eos after the end of stream of every subscribed
-source (all sources seen when no --source is given). Lost predictions (gaps in seq,
+source (all sources seen when no --source is given; with several --connect, only once every
+publisher has been heard from). Lost predictions (gaps in seq,
 e.g. because this subscriber fell behind) are reported on stderr, per publisher and source.
 
 Several --connect merge several publishers (e.g. one per camera host). Source names then
@@ -30,7 +31,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", action="append", metavar="NAME",
                    help="only this source (repeatable; with several --connect, NAME or LABEL/NAME)")
     p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
-    p.add_argument("--until-eos", action="store_true", help="exit after the end of stream of every source")
+    p.add_argument("--until-eos", action="store_true",
+                   help="exit after the end of stream of every source (with several --connect: of every "
+                        "publisher's sources, once each publisher has been heard from)")
     p.add_argument("--json", action="store_true", help="print JSON lines")
     p.add_argument("--status", action="store_true", help="also print status messages")
     p.add_argument("--changes", action="store_true", help="print only label-change events")
@@ -63,6 +66,9 @@ def main(args: argparse.Namespace) -> int:
     # every one of them that was seen
     wanted = {s for s in args.source or [] if not merged or "/" in s}
     plain = merged and any("/" not in s for s in args.source or [])
+    # ... and, merged, for every publisher subscribed to to have been heard from (one may start later)
+    need = {s.rpartition("/")[0] for s in wanted} if merged and args.source and not plain else \
+        labels if merged else set()
     seen: set[str] = set()
     ended: set[str] = set()
     n = 0
@@ -97,7 +103,9 @@ def main(args: argparse.Namespace) -> int:
                 n += 1
             if args.count and n >= args.count:
                 break
-            if args.until_eos and ended and ended >= (seen if plain else wanted or seen) and ended >= wanted:
+            heard = {s.rpartition("/")[0] for s in seen} >= need
+            if args.until_eos and ended and heard and ended >= (seen if plain else wanted or seen) \
+                    and ended >= wanted:
                 break
     except KeyboardInterrupt:
         pass
