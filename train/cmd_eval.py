@@ -35,13 +35,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_split_arguments(parser)
 
 
-def softmax(x):
-    import numpy as np
-
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def score_video(loaded, frames, flows, windows: int, batch: int = 32, timing: dict | None = None) -> tuple:
     """Mean softmax per stream over evenly spaced windows: (spatial (C,), temporal (C,), windows used).
 
@@ -51,6 +44,7 @@ def score_video(loaded, frames, flows, windows: int, batch: int = 32, timing: di
 
     import numpy as np
 
+    from stream.core.fusion import softmax
     from stream.core.offline import window_ends, window_inputs
 
     b = loaded.bundle
