@@ -17,6 +17,7 @@ import numpy as np
 
 from engines.capabilities import Capabilities, choose_engine, detect_capabilities, require_tensorrt
 from stream.core.errors import ConfigError
+from stream.core.fusion import softmax
 
 DEFAULT_CLIP = Path("assets/demo.mp4")
 TOLERANCE = {"fp32": 1e-3, "fp16": 2e-2}  # max |difference| of softmax scores vs ONNX Runtime CPU
@@ -80,12 +81,6 @@ def format_text(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _timed_run(engine, x: np.ndarray, batch: int) -> tuple[np.ndarray, float]:
     engine.run(x[:batch])  # warm-up: first call allocates / autotunes
     start = time.perf_counter()
@@ -121,7 +116,7 @@ def gpu_selftest(bundle_dir: str, clip: str | None, *, max_batch: int, windows: 
     for network, path in (("spatial", bundle.spatial_file), ("temporal", bundle.temporal_file)):
         logits, rates[("onnxruntime-cpu", network)] = _timed_run(OnnxRuntimeEngine(path, threads=0),
                                                                  inputs[network], max_batch)
-        reference[network] = _softmax(logits)
+        reference[network] = softmax(logits)
     weights = bundle.fusion_weights
     total = weights["spatial"] + weights["temporal"]
 
@@ -139,7 +134,7 @@ def gpu_selftest(bundle_dir: str, clip: str | None, *, max_batch: int, windows: 
                     engine, inputs[result.network], max_batch)
             finally:
                 engine.close()
-            scores[result.network] = _softmax(logits)
+            scores[result.network] = softmax(logits)
         for name in ("spatial", "temporal", "fused"):
             got = fused(scores) if name == "fused" else scores[name]
             want = fused(reference) if name == "fused" else reference[name]

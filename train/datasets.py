@@ -139,7 +139,7 @@ def group_split(items: list[VideoItem], regex: str, val_groups: tuple[str, ...] 
     except re.error as exc:
         raise ConfigError(f"group regex {regex!r} is not a valid regular expression: {exc}") from None
     groups = {it.rel: group_of(it.rel, pattern) for it in items}
-    all_groups = sorted(set(groups.values()), key=_natural_key)
+    all_groups = sorted(set(groups.values()), key=natural_key)
     if val_groups:
         unknown = [g for g in val_groups if g not in all_groups]
         if unknown:
@@ -163,7 +163,8 @@ def group_split(items: list[VideoItem], regex: str, val_groups: tuple[str, ...] 
     return train, val, [g for g in all_groups if g not in val_set], [g for g in all_groups if g in val_set]
 
 
-def _natural_key(s: str):
+def natural_key(s: str) -> list:
+    """Sort key that orders digit runs by value: actor2 < actor10 (file and group names)."""
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 

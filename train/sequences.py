@@ -24,7 +24,6 @@ noise; and a strong JPEG round trip on every frame before the (lossy) mp4v encod
 """
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ import numpy as np
 from stream.core.errors import SourceError
 from stream.core.offline import iter_frames, open_video
 from stream.quality.annotations import Annotation, Segment, save_annotation
+from train.datasets import natural_key
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 
@@ -67,10 +67,6 @@ class SequenceResult:
     segments: list[Segment] = field(default_factory=list)
 
 
-def _natural_key(name: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
-
-
 def find_clips(data: str | Path) -> list[Clip]:
     """Clips of DATA/CLASS/*.mp4 with their group (see the module docstring)."""
     data = Path(data)
@@ -79,7 +75,7 @@ def find_clips(data: str | Path) -> list[Clip]:
     by_class: dict[str, list[Path]] = {}
     for class_dir in sorted(p for p in data.iterdir() if p.is_dir()):
         videos = sorted((p for p in class_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES),
-                        key=lambda p: _natural_key(p.name))
+                        key=lambda p: natural_key(p.name))
         if videos:
             by_class[class_dir.name] = videos
     if len(by_class) < 2:
@@ -103,7 +99,7 @@ def group_clips(clips: list[Clip]) -> dict[str, list[Clip]]:
     groups: dict[str, list[Clip]] = {}
     for c in clips:
         groups.setdefault(c.group, []).append(c)
-    return {g: sorted(cs, key=lambda c: c.label) for g, cs in sorted(groups.items(), key=lambda t: _natural_key(t[0]))
+    return {g: sorted(cs, key=lambda c: c.label) for g, cs in sorted(groups.items(), key=lambda t: natural_key(t[0]))
             if len({c.label for c in cs}) >= 2}
 
 
