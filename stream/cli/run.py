@@ -47,7 +47,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="also publish small JPEG previews on twostream/<name>/preview (for `twostream view`)")
     p.add_argument("--annotate", metavar="OUT.mp4",
                    help="one video file only: afterwards write the replayed video with the predictions drawn on it")
-    p.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    p.add_argument("--flow-device", choices=("cpu", "cuda"),
+                   help="where optical flow is computed (default cpu; [flow] in --config has the CUDA options)")
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    talk.add_argument("-v", "--verbose", action="store_true",
+                      help="also log details, including FFmpeg's and OpenCV's own messages from each stage")
 
 
 def resolve_model(path: str | None) -> str:
@@ -77,16 +82,19 @@ def main(args: argparse.Namespace) -> int:
 
     from stream.clients.annotate import check_annotate, write_annotated
     from stream.core.wire import check_endpoint
-    from stream.runtime.supervisor import Pipeline, check_sources
     from stream.runtime.sources import parse_sources
+    from stream.runtime.supervisor import Pipeline, check_sources
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="twostream: %(message)s", stream=sys.stderr)
+    if args.verbose:  # our logger only: stages forward FFmpeg/OpenCV chatter at debug level (stream.runtime.stage)
+        logging.getLogger("twostream").setLevel(logging.DEBUG)
     settings = load_settings(args.config)
     model = args.model or (resolve_model(None) if settings.pipeline.model == DEFAULT_MODEL else None)
     flags = [("model", "pipeline", "model", model),
              ("pace", "pipeline", "pace", args.pace), ("max-frames", "pipeline", "max_frames", args.max_frames),
-             ("stride", "pipeline", "stride", args.stride), ("publish", "publish", "endpoint", args.publish),
+             ("stride", "pipeline", "stride", args.stride), ("flow-device", "flow", "device", args.flow_device),
+             ("publish", "publish", "endpoint", args.publish),
              ("engine", "engine", "kind", args.engine), ("threads", "engine", "threads", args.threads),
              ("preview", "preview", "enabled", True if args.preview else None)]
     for flag, section, key, value in flags:

@@ -7,7 +7,7 @@ source that fails to open, errors or stalls is re-opened with exponential backof
 """
 from __future__ import annotations
 
-import os
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -15,13 +15,15 @@ from dataclasses import dataclass
 import cv2
 import zmq
 
-from stream.core.flow import resize_frame
 from stream.core.config import CaptureSettings, PreviewSettings
+from stream.core.flow import resize_frame
 from stream.runtime.events import FrameReady, SourceEnded
 from stream.runtime.preview import PreviewEncoder
-from stream.runtime.stage import event_sockets, ignore_interrupts
 from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
 from stream.runtime.sources import SourceSpec
+from stream.runtime.stage import StageLink, stage_runtime
+
+log = logging.getLogger("twostream")
 
 
 @dataclass(frozen=True)
@@ -102,45 +104,36 @@ class _Reader:
             return self._ok, self._frame
 
 
-def capture_main(job: CaptureJob, stop, go=None, ready=None) -> None:
+def capture_main(job: CaptureJob, stop, go=None, ready=None, link: StageLink | None = None) -> None:
     """Process entry point. `ready`/`go` (optional): announce start-up done, then wait for the supervisor's
-    go so no source replays while other stages are still loading (their backlog would be dropped)."""
-    ignore_interrupts()
+    go so no source replays while other stages are still loading (their backlog would be dropped).
+    `link`: where this stage's log records go (stream.runtime.stage)."""
     cv2.setNumThreads(1)
-    ctx = zmq.Context()
-    # The end marker must survive a busy (or restarting) flow stage: wait up to 30 s for its delivery.
-    _, push = event_sockets(ctx, connect=job.flow_endpoint, linger_ms=30000)
-    ring = ShmRing(job.ring, create=False)
-    stats = StatsBoard(job.stats_name, job.stats_rows, create=False)
-    parent = os.getppid()
-    preview = None
-    if job.preview is not None:
-        # Its own socket with a tiny queue: previews are dropped, never waited for.
-        preview = ctx.socket(zmq.PUSH)
-        preview.setsockopt(zmq.SNDHWM, 4)
-        preview.setsockopt(zmq.LINGER, 0)
-        preview.connect(job.preview_endpoint)
-    frames, error = 0, ""
-    if ready is not None:
-        ready.release()
-    if go is not None:
-        go.wait(60.0)
-    try:
-        frames, error = _capture_loop(job, stop, ring, stats, push, parent, preview)
-    except Exception as exc:  # report, never die silently: the EOS carries the reason
-        error = f"capture failed: {type(exc).__name__}: {exc}"
-    finally:
-        stats.set_state(job.source, "failed" if error and job.spec.live else "ended")
-        push.send_pyobj(SourceEnded(source=job.source, frames=frames, error=error))
-        push.close()
-        if preview is not None:
-            preview.close()
-        ctx.term()
-        ring.close()
-        stats.close()
+    with stage_runtime(link, stats=(job.stats_name, job.stats_rows)) as stage:
+        # The end marker must survive a busy (or restarting) flow stage: wait up to 30 s for its delivery.
+        push = stage.push(job.flow_endpoint, linger_ms=30000)
+        ring = ShmRing(job.ring, create=False)
+        stats = stage.stats
+        preview = None
+        if job.preview is not None:
+            # Its own socket with a tiny queue: previews are dropped, never waited for.
+            preview = stage.push(job.preview_endpoint, linger_ms=0, hwm=4)
+        frames, error = 0, ""
+        if ready is not None:
+            ready.release()
+        if go is not None:
+            go.wait(60.0)
+        try:
+            frames, error = _capture_loop(job, stop, ring, stats, push, stage.alive, preview)
+        except Exception as exc:  # report, never die silently: the EOS carries the reason
+            error = f"capture failed: {type(exc).__name__}: {exc}"
+        finally:
+            stats.set_state(job.source, "failed" if error and job.spec.live else "ended")
+            push.send_pyobj(SourceEnded(source=job.source, frames=frames, error=error))
+            ring.close()
 
 
-def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push, parent: int,
+def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push, alive,
                   preview_socket=None) -> tuple[int, str]:
     spec = job.spec
     encoder = None
@@ -167,6 +160,9 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
             outage_started = outage_started or time.time()
             if job.capture.reconnect_attempts and attempts >= job.capture.reconnect_attempts:
                 return frames, f"{last_error} (gave up after {attempts} attempts)"
+            # One line per outage (FFmpeg's own reasons are logged at debug level: --verbose)
+            log.log(logging.WARNING if attempts == 1 else logging.DEBUG, "%s; retrying in %g s (attempt %d)",
+                    last_error, backoff, attempts)
             if stop.wait(backoff):
                 break
             backoff = min(backoff * 2, job.capture.reconnect_max)
@@ -225,7 +221,7 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
                 delay = t0 + (frames - first) * period - time.monotonic()
                 if delay > 0:
                     stop.wait(delay)
-            if os.getppid() != parent:  # supervisor gone: do not linger
+            if not alive():  # supervisor gone: do not linger
                 cap.release()
                 return frames, "supervisor exited"
         if reader is not None:
@@ -237,6 +233,8 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
                 return frames, _check_complete(spec, declared, frames)
             return frames, ""
         # live source failed or stalled: reconnect; the outage began with the last frame that arrived
+        if not stop.is_set():
+            log.warning("%s; reconnecting", last_error)
         stats.set_state(job.source, "reconnecting")
         last = stats.get(job.source, "t_last_frame")
         outage_started = last if frames > first and last > 0 else time.time()

@@ -7,20 +7,18 @@ After a reconnect (a new epoch in the frame ring) the chain restarts, so no wind
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import zmq
 
 from stream.core.config import FlowDeviceSettings, PipelineSettings
 from stream.core.flow import FlowComputer, FlowSettings, quantize_flow, to_gray
-from stream.runtime.events import FrameReady, SourceEnded, WindowReady, WindowsEnded
-from stream.runtime.stage import event_sockets, ignore_interrupts
-from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
 from stream.core.windows import WindowClock
+from stream.runtime.events import FrameReady, SourceEnded, WindowReady, WindowsEnded
+from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
+from stream.runtime.stage import StageLink, stage_runtime
 
 
 @dataclass(frozen=True)
@@ -37,9 +35,10 @@ class FlowJob:
     device: FlowDeviceSettings = FlowDeviceSettings()  # [flow]: "cuda" uses stream.core.flow_cuda
 
 
-def make_flow_computer(settings: FlowSettings, size: int, device: FlowDeviceSettings = FlowDeviceSettings()):
-    """The CPU FlowComputer, or the CUDA one when configured (refusing another algorithm unless allowed)."""
-    if device.device != "cuda":
+def make_flow_computer(settings: FlowSettings, size: int, device: FlowDeviceSettings | None = None):
+    """The CPU FlowComputer, or the CUDA one when `device` ([flow]) says so (refusing another algorithm unless
+    allowed)."""
+    if device is None or device.device != "cuda":
         return FlowComputer(settings)
     from stream.core.errors import ConfigError
     from stream.core.flow_cuda import CUDA_FLOW_BACKENDS, CudaFlowComputer
@@ -78,43 +77,38 @@ class _SourceFlow:
             self.compute.reset()
 
 
-def flow_main(job: FlowJob, stop) -> None:
-    ignore_interrupts()
+def flow_main(job: FlowJob, stop, link: StageLink | None = None) -> None:
     cv2.setNumThreads(1)
-    ctx = zmq.Context()
-    pull, push = event_sockets(ctx, bind=job.in_endpoint, connect=job.out_endpoint)
-    stats = StatsBoard(job.stats_name, len(job.frame_rings), create=False)
-    sources = [_SourceFlow(i, job) for i in range(len(job.frame_rings))]
-    parent = os.getppid()
-    try:
-        while not stop.is_set() and os.getppid() == parent:
-            if not pull.poll(100):
-                continue
-            # Drain every pending event: one FrameReady per frame would otherwise pile up behind a busy
-            # flow stage (each _advance handles all frames written so far), delaying end markers.
-            dirty: dict[int, None] = {}
-            while True:
-                msg = pull.recv_pyobj()
-                if isinstance(msg, FrameReady):
-                    dirty[msg.source] = None
-                elif isinstance(msg, SourceEnded):
-                    src = sources[msg.source]
-                    _advance(src, job, stats, push, stop)
-                    dirty.pop(msg.source, None)
-                    push.send_pyobj(WindowsEnded(source=msg.source, frames=msg.frames, windows=src.windows,
-                                                 error=msg.error))
-                if not pull.poll(0):
-                    break
-            for source in dirty:
-                _advance(sources[source], job, stats, push, stop)
-    finally:
-        pull.close(0)
-        push.close()
-        ctx.term()
-        stats.close()
-        for s in sources:
-            s.frames.close()
-            s.flows.close()
+    with stage_runtime(link, stats=(job.stats_name, len(job.frame_rings))) as stage:
+        pull, push = stage.pull(job.in_endpoint), stage.push(job.out_endpoint)
+        stats = stage.stats
+        sources: list[_SourceFlow] = []
+        try:
+            sources += [_SourceFlow(i, job) for i in range(len(job.frame_rings))]
+            while stage.running(stop):
+                if not pull.poll(100):
+                    continue
+                # Drain every pending event: one FrameReady per frame would otherwise pile up behind a busy
+                # flow stage (each _advance handles all frames written so far), delaying end markers.
+                dirty: dict[int, None] = {}
+                while True:
+                    msg = pull.recv_pyobj()
+                    if isinstance(msg, FrameReady):
+                        dirty[msg.source] = None
+                    elif isinstance(msg, SourceEnded):
+                        src = sources[msg.source]
+                        _advance(src, job, stats, push, stop)
+                        dirty.pop(msg.source, None)
+                        push.send_pyobj(WindowsEnded(source=msg.source, frames=msg.frames, windows=src.windows,
+                                                     error=msg.error))
+                    if not pull.poll(0):
+                        break
+                for source in dirty:
+                    _advance(sources[source], job, stats, push, stop)
+        finally:
+            for s in sources:
+                s.frames.close()
+                s.flows.close()
 
 
 def _advance(src: _SourceFlow, job: FlowJob, stats: StatsBoard, push, stop) -> None:

@@ -6,12 +6,10 @@ windows_dropped) so predictions stay current; files in fast pace lose nothing.
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
-import zmq
 
 from engines.base import EngineUnavailable
 from engines.loader import open_bundle
@@ -20,8 +18,8 @@ from stream.core.flow import normalize_rgb, stack_flows
 from stream.core.fusion import fuse_scores
 from stream.runtime.events import WindowReady, WindowResult
 from stream.runtime.outage import OutageGuard
-from stream.runtime.stage import event_sockets, ignore_interrupts
 from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
+from stream.runtime.stage import StageLink, stage_runtime
 
 
 @dataclass(frozen=True)
@@ -62,23 +60,20 @@ class _Batcher:
         ring.set_consumed(max(ring.consumed, win.end_index - self.L + 2))
 
 
-def inference_main(job: InferenceJob, stop) -> None:
-    ignore_interrupts()
-    # verify_remote=False: a stage restarted during a Triton outage must start (the supervisor verified at start)
-    loaded = open_bundle(job.model, kind=job.engine.kind, threads=job.engine.threads, options=job.engine,
-                         verify_remote=False)
-    for engine in (loaded.spatial, loaded.temporal):  # the first run allocates: pay it before sources start
-        try:
-            engine.run(np.zeros((1, *engine.input_shape), dtype=engine.input_dtype))
-        except EngineUnavailable:  # a remote engine that is down now: OutageGuard handles it per batch
-            pass
-    ctx = zmq.Context()
-    pull, push = event_sockets(ctx, bind=job.in_endpoint, connect=job.out_endpoint)
-    stats = StatsBoard(job.stats_name, len(job.flow_rings), create=False)
-    stage = InferenceStage(job, loaded, stats, push)
-    parent = os.getppid()
-    try:
-        while not stop.is_set() and os.getppid() == parent:
+def inference_main(job: InferenceJob, stop, link: StageLink | None = None) -> None:
+    with stage_runtime(link, stats=(job.stats_name, len(job.flow_rings))) as runtime:
+        # verify_remote=False: a stage restarted during a Triton outage must start (the supervisor verified at start)
+        loaded = open_bundle(job.model, kind=job.engine.kind, threads=job.engine.threads, options=job.engine,
+                             verify_remote=False)
+        for engine in (loaded.spatial, loaded.temporal):  # the first run allocates: pay it before sources start
+            try:
+                engine.run(np.zeros((1, *engine.input_shape), dtype=engine.input_dtype))
+            except EngineUnavailable:  # a remote engine that is down now: OutageGuard handles it per batch
+                pass
+        # bound only now: the supervisor lets sources start once this socket exists (models loaded)
+        pull, push = runtime.pull(job.in_endpoint), runtime.push(job.out_endpoint)
+        stage = InferenceStage(job, loaded, runtime.stats, push)
+        while runtime.running(stop):
             if not pull.poll(100):
                 continue
             pending = [pull.recv_pyobj()]
@@ -94,11 +89,6 @@ def inference_main(job: InferenceJob, stop) -> None:
                 windows = []
                 push.send_pyobj(msg)
             stage.run(windows)
-    finally:
-        pull.close(0)
-        push.close()
-        ctx.term()
-        stats.close()
 
 
 class InferenceStage:

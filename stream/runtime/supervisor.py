@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,21 +24,39 @@ import cv2
 import zmq
 
 from engines.loader import open_bundle
-from stream.runtime.capture import CaptureJob, capture_main
 from stream.core.config import Settings
 from stream.core.errors import ConfigError, SourceError
+from stream.core.policy import resolve
+from stream.runtime.capture import CaptureJob, capture_main
+from stream.runtime.decider import Decider
+from stream.runtime.events import SourceEnded, WindowResult, WindowsEnded
 from stream.runtime.flow_stage import FlowJob, flow_main
 from stream.runtime.inference import InferenceJob, inference_main
-from stream.runtime.events import SourceEnded, WindowResult, WindowsEnded
 from stream.runtime.preview import PreviewFrame
-from stream.runtime.stage import SharedFlag, event_sockets, quiet_stderr
-from stream.core.policy import resolve
-from stream.runtime.decider import Decider
 from stream.runtime.publisher import Publisher
 from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
 from stream.runtime.sources import SourceSpec
+from stream.runtime.stage import SharedFlag, StageLink, StageLog, event_sockets, quiet_stderr
 
 log = logging.getLogger("twostream")
+
+# What the supervisor does when a stage process dies before the run is over:
+RESTART = "restart"  # flow, inference: start it again (max_restarts, with backoff); the run stops when spent
+RESTART_OR_END = "restart-or-end-source"  # capture of a live source: re-open it likewise; when spent, end the source
+END_SOURCE = "end-source"  # capture of a file: never replayed from its start; the source ends with the reason
+
+
+@dataclass
+class StageProcess:
+    """One row of the supervisor's table of monitored stage processes."""
+
+    name: str  # process name twostream-<name>; the kernel's (ps, /proc/PID/comm) is ts-<name>
+    target: Callable  # the stage main
+    args: tuple
+    restart: str  # RESTART | RESTART_OR_END | END_SOURCE
+    source: int | None = None  # the source a capture serves
+    proc: mp.process.BaseProcess | None = None  # None: not started, or finished and no longer watched
+    restarts: int = 0
 
 
 @dataclass
@@ -111,8 +130,7 @@ class Pipeline:
         # waking every capture at the same instant measurably avoided start-up drops (a polled flag did not).
         self._go = self._mp.Event()  # captures start replaying once every stage is loaded (_wait_ready)
         self._ready = self._mp.Semaphore(0)
-        self._procs: dict[str, mp.Process] = {}
-        self._restarts: dict[str, int] = {}
+        self.stages: list[StageProcess] = []  # the table of monitored processes, filled by _jobs()
         self._rings: list[ShmRing] = []
         self._tmp = Path(tempfile.mkdtemp(prefix="twostream-"))
         os.chmod(self._tmp, 0o700)
@@ -157,18 +175,25 @@ class Pipeline:
                        preview_endpoint=self.ep_result)
             for i, spec in enumerate(self.specs)
         ]
+        # Stages log through the supervisor (StageLog on the results socket), at the level set here.
+        link = StageLink(log_endpoint=self.ep_result, log_level=log.getEffectiveLevel())
+        stop = self._stop_stages
+        self.stages = [StageProcess("inference", inference_main, (self.infer_job, stop, link), RESTART),
+                       StageProcess("flow", flow_main, (self.flow_job, stop, link), RESTART)]
+        self.stages += [StageProcess(f"capture:{i}", capture_main,
+                                     (job, self._stop_capture, self._go, self._ready, link),
+                                     RESTART_OR_END if self.specs[i].live else END_SOURCE, source=i)
+                        for i, job in enumerate(self.capture_jobs)]
 
-    def _start(self, key: str) -> None:
-        if key == "inference":
-            target, args = inference_main, (self.infer_job, self._stop_stages)
-        elif key == "flow":
-            target, args = flow_main, (self.flow_job, self._stop_stages)
-        else:
-            i = int(key.split(":")[1])
-            target, args = capture_main, (self.capture_jobs[i], self._stop_capture, self._go, self._ready)
-        proc = self._mp.Process(target=target, args=args, name=f"twostream-{key}", daemon=True)
+    @property
+    def _procs(self) -> dict[str, mp.process.BaseProcess]:
+        """Running (or not yet reaped) stage processes by name."""
+        return {st.name: st.proc for st in self.stages if st.proc is not None}
+
+    def _start(self, stage: StageProcess) -> None:
+        proc = self._mp.Process(target=stage.target, args=stage.args, name=f"twostream-{stage.name}", daemon=True)
         proc.start()
-        self._procs[key] = proc
+        stage.proc = proc
 
     # run -----------------------------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -187,8 +212,8 @@ class Pipeline:
             self._make_rings()
             self._jobs()
             results.bind(self.ep_result)
-            for key in ["inference", "flow"] + [f"capture:{i}" for i in range(len(self.specs))]:
-                self._start(key)
+            for stage in self.stages:
+                self._start(stage)
             self._wait_ready()
             log.info("%d source(s), model %s, engine %s, publishing on %s", len(self.specs), self.bundle.path,
                      self.engine_choice, settings.publish.endpoint)
@@ -252,7 +277,9 @@ class Pipeline:
             self._supervise(ended, summary)
 
     def _handle(self, msg, publisher: Publisher, summary: RunSummary, ended: set[int], t_start: float) -> None:
-        if isinstance(msg, WindowResult):
+        if isinstance(msg, StageLog):  # a stage's log record, through our logging (format, level, stderr)
+            logging.getLogger(msg.name).log(msg.level, "%s", msg.message)
+        elif isinstance(msg, WindowResult):
             for out in self.decider.decide(msg):
                 self._emit(publisher.send(out))
             summary.predictions += 1
@@ -297,28 +324,29 @@ class Pipeline:
             self.on_message(payload)
 
     def _supervise(self, ended: set[int], summary: RunSummary) -> None:
-        """Restart a stage that died; a capture that dies is a source failure (its EOS never came)."""
-        for key, proc in list(self._procs.items()):
-            if proc.is_alive() or self._stop_stages.is_set():
+        """Apply each dead stage's restart policy; a capture that dies is a source failure (its EOS never came)."""
+        for stage in self.stages:
+            proc = stage.proc
+            if proc is None or proc.is_alive() or self._stop_stages.is_set():
                 continue
-            if key.startswith("capture:"):
-                i = int(key.split(":")[1])
+            if stage.source is not None:
+                i = stage.source
                 if proc.exitcode != 0 and i not in ended:
                     # Died without its end marker (killed, crashed). A live source is re-opened within the
                     # restart budget; a file is not replayed from its start: that source ends, with the reason.
-                    if self.specs[i].live and self._restart(key, summary):
+                    if stage.restart == RESTART_OR_END and self._restart(stage):
                         continue
-                    why = "capture kept crashing" if self.specs[i].live else "capture process died"
+                    why = "capture kept crashing" if stage.restart == RESTART_OR_END else "capture process died"
                     self._end_source(i, f"{self.specs[i].display}: {why} (exit code {proc.exitcode}); source stopped")
-                del self._procs[key]
+                stage.proc = None  # finished: no longer watched
                 continue
-            if not self._restart(key, summary):
-                raise SourceError(f"{key} stage kept crashing ({self._restarts[key]} restarts); stopping")
+            if not self._restart(stage):
+                raise SourceError(f"{stage.name} stage kept crashing ({stage.restarts} restarts); stopping")
             # End markers of captures that already finished may have died with the stage: send them again
             # (a duplicate end is ignored), so every source still gets its EOS.
-            for i in range(len(self.specs)):
-                if i not in ended and f"capture:{i}" not in self._procs:
-                    self._end_source(i, "")
+            for capture in self.stages:
+                if capture.source is not None and capture.source not in ended and capture.proc is None:
+                    self._end_source(capture.source, "")
 
     def _end_source(self, i: int, error: str) -> None:
         """Send the end marker a dead capture could not: the flow stage drains the source, the EOS carries `error`."""
@@ -328,24 +356,25 @@ class Pipeline:
             log.warning("%s", error)
         self._flow_push.send_pyobj(SourceEnded(source=i, frames=int(self.stats.get(i, "frames")), error=error))
 
-    def _restart(self, key: str, summary: RunSummary) -> bool:
-        n = self._restarts.get(key, 0)
+    def _restart(self, stage: StageProcess) -> bool:
+        n = stage.restarts
         if n >= self.settings.pipeline.max_restarts:
             return False
-        self._restarts[key] = n + 1
-        log.warning("%s stage exited (code %s); restarting (%d/%d)", key, self._procs[key].exitcode, n + 1,
+        stage.restarts = n + 1
+        log.warning("%s stage exited (code %s); restarting (%d/%d)", stage.name, stage.proc.exitcode, n + 1,
                     self.settings.pipeline.max_restarts)
         time.sleep(min(0.1 * 2 ** n, 5.0))
-        self._start(key)
+        self._start(stage)
         return True
 
     def _shutdown(self) -> None:
         self._stop_capture.set()
         self._stop_stages.set()
         deadline = time.monotonic() + 5.0
-        for proc in self._procs.values():
+        procs = list(self._procs.values())
+        for proc in procs:
             proc.join(max(0.0, deadline - time.monotonic()))
-        for proc in self._procs.values():
+        for proc in procs:
             if proc.is_alive():
                 proc.kill()
                 proc.join(1.0)
