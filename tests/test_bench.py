@@ -94,8 +94,9 @@ def test_measurements_are_medians_of_their_samples(bench_run):
 def test_every_ratio_divides_two_recorded_measurements(bench_run):
     doc, _ = bench_run
     names = {r["name"] for r in doc["ratios"]}
-    for want in ("onnxruntime_speedup_vs_torch_eager_batch1", "pipeline_efficiency_1source",
-                 "speedup_vs_dis_eager_loop_1source", "speedup_vs_seed_recipe_1source"):
+    for want in ("onnxruntime_fp32_speedup_vs_torch_eager_fp32_batch1", "pipeline_efficiency_1source",
+                 "pipeline_speedup_vs_single_process_same_engines_1source", "flow_dis_fast_speedup_vs_tvl1",
+                 "flow_dis_fast_speedup_vs_tvl1_source_size", "speedup_vs_seed_recipe_speed_only_1source"):
         assert want in names, names
     for r in doc["ratios"]:
         num, den = resolve(doc, r["numerator"]), resolve(doc, r["denominator"])
