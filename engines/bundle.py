@@ -23,6 +23,7 @@ from pathlib import Path
 from stream.core.errors import BundleError
 from stream.core.flow import FlowSettings
 from stream.core.inputs import INPUT_KINDS, InputSpec, WindowNeeds, window_needs
+from stream.core.toml_writer import toml_value
 
 BUNDLE_FILE = "bundle.toml"
 MAX_MODEL_BYTES = 512 * 1024 * 1024
@@ -424,22 +425,6 @@ def check_engines(bundle: Bundle, spatial, temporal) -> None:
     check_networks(bundle, {"spatial": spatial, "temporal": temporal})
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _toml_key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_value(str(k))
-
-
 def write_bundle_toml(path: str | Path, *, input_size: int, mean, std, flow: FlowSettings | None = None,
                       flow_length: int = 0, fusion_weights: dict[str, float] | None = None, arch: str = "",
                       provenance: dict | None = None, policy: dict | None = None, networks: list[dict] | None = None,
@@ -455,7 +440,7 @@ def write_bundle_toml(path: str | Path, *, input_size: int, mean, std, flow: Flo
     "weights": {name: w}} or {"method": "single", "network": name} (default: late with fusion_weights,
     or single when there is one network). Callers check the result with engines.loader.open_bundle.
     """
-    v = _toml_value
+    v = toml_value
     provenance = provenance or {}
     if networks is None:
         fusion_weights = fusion_weights or {"spatial": 1.0, "temporal": 1.5}

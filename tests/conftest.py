@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from stream.core.ports import free_port  # noqa: F401  (for the test modules: `from conftest import free_port`)
+from stream.quality.harness import run_and_collect
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,15 +51,6 @@ def count_frames(path) -> int:
     return n
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A real (random, seeded) two-stream bundle: torch conv nets exported to ONNX; input 32, L=4, 4 labels."""
@@ -70,39 +64,8 @@ def run_pipeline(args: list[str], *, timeout: float = 120.0, sources: list[str] 
                  expect_eos: int | None = None, extra_env: dict | None = None):
     """Run `twostream run ARGS --publish <free port>` as a subprocess while subscribing to its output.
 
-    Returns (completed process, list of decoded messages in arrival order). Collection stops at
-    process exit (plus a short drain) or after `expect_eos` end-of-stream messages.
+    Returns (completed process, list of decoded messages in arrival order); see stream.quality.harness.
     """
-    import subprocess
-    import time
-
-    from stream.clients.client import EndOfStream, Subscriber
-
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    env = dict(os.environ, **(extra_env or {}))
-    messages = []
-    with Subscriber(endpoint, sources=sources, status=True, timeout=0.2) as sub:
-        proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "run", *args, "--publish", endpoint],
-                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        deadline = time.time() + timeout
-        eos = 0
-        exited_at = None
-        while time.time() < deadline:
-            try:
-                msg = sub.recv()
-                messages.append(msg)
-                if isinstance(msg, EndOfStream):
-                    eos += 1
-                    if expect_eos is not None and eos >= expect_eos:
-                        break
-            except TimeoutError:
-                if proc.poll() is not None:
-                    exited_at = exited_at or time.time()
-                    if time.time() - exited_at > 0.5:
-                        break
-        try:
-            out, err = proc.communicate(timeout=max(5.0, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), messages
+    run = run_and_collect(args, timeout=timeout, sources=sources, expect_eos=expect_eos, extra_env=extra_env,
+                          cwd=ROOT)
+    return run.proc, run.messages

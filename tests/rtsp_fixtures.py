@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -17,19 +16,15 @@ from pathlib import Path
 
 import pytest
 
+from stream.core.ports import free_port
+from stream.core.toml_writer import write_toml
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 __all__ = ["free_port", "shm_segments", "RtspServer", "PipelineRun", "Collector", "write_config", "rtsp_server",
            "h264_clip", "tiny_bundle", "silent_server", "gst_rtsp_ok", "ROOT"]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now (bind to port 0 and let the kernel choose)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def shm_segments() -> set[str]:
@@ -173,20 +168,8 @@ def silent_server(gst_rtsp_ok):
 
 
 def write_config(path: Path, **sections: dict) -> Path:
-    """Write a TOML config from {section: {key: value}} (values: str, int, float, bool)."""
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        return repr(v)
-
-    lines = []
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {value(v)}" for k, v in values.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    """Write a TOML config from {section: {key: value}}."""
+    return write_toml(path, sections)
 
 
 class Collector:

@@ -21,6 +21,7 @@ from rtsp_fixtures import ROOT, free_port
 from engines.bundle import read_bundle
 from stream.clients.client import MessageError, decode_message
 from stream.core.errors import BundleError
+from stream.core.toml_writer import toml_value
 
 
 def _bundle_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
@@ -246,22 +247,6 @@ _bundle_keys = {
 }
 
 
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, float):
-        if v != v:
-            return "nan"
-        if v in (float("inf"), float("-inf")):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return json.dumps(v)  # a JSON string is a valid TOML basic string
-
-
 @pytest.fixture(scope="module")
 def fuzz_bundle(tiny_bundle, tmp_path_factory) -> Path:
     return Path(shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("fuzz") / "bundle"))
@@ -283,7 +268,7 @@ def test_fuzz_read_bundle(fuzz_bundle, section, data, labels, raw):
             value = data.draw(_toml_values)
             lines = [line for line in original.splitlines() if not line.startswith(f"{key} =")]
             at = lines.index(f"[{section}]") + 1
-            lines.insert(at, f"{key} = {_toml_value(value)}")
+            lines.insert(at, f"{key} = {toml_value(value)}")
             (fuzz_bundle / "bundle.toml").write_text("\n".join(lines) + "\n")
             (fuzz_bundle / "labels.txt").write_text(labels)
         try:

@@ -395,7 +395,8 @@ def _motion_probe_bundle(out, labels):
 
 
 def test_eval_stream_end_to_end(shared_data, tmp_path, twostream_cmd, repo_root):
-    from stream.quality.eval_stream import eval_config, write_config
+    from stream.core.toml_writer import write_toml
+    from stream.quality.eval_stream import eval_config
     from train.sequences import make_sequences
 
     labels = ["bend", "jack", "wave1", "wave2"]
@@ -417,7 +418,7 @@ def test_eval_stream_end_to_end(shared_data, tmp_path, twostream_cmd, repo_root)
 
     # The same video through `twostream run --print --json` independently: same windows, same labels.
     config = tmp_path / "run.toml"
-    write_config(eval_config(None, 4, None), config)
+    write_toml(config, eval_config(None, 4, None))
     run = subprocess.run(twostream_cmd + ["run", "--pace", "fast", "--model", str(bundle), "--config", str(config),
                                           "--publish", "ipc://" + str(tmp_path / "pub"), "--print", "--json", "-q",
                                           f"v={seq.video}"], cwd=repo_root, capture_output=True, text=True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import time
@@ -246,12 +245,6 @@ class CpuSampler:
 
 
 # misc --------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def video_frame_count(path: str | Path) -> int:
     import cv2
 

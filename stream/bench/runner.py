@@ -8,7 +8,8 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from stream.bench.common import BenchContext, CpuSampler, free_port, machine_cpu_seconds
+from stream.bench.common import BenchContext, CpuSampler, machine_cpu_seconds
+from stream.core.ports import free_port
 
 
 @dataclass

@@ -15,7 +15,8 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from stream.bench.common import BenchContext, free_port, interleaved, median, time_call
+from stream.bench.common import BenchContext, interleaved, median, time_call
+from stream.core.ports import free_port
 
 FLOW_VARIANTS = (("dis", "ultrafast"), ("dis", "fast"), ("dis", "medium"), ("farneback", "-"), ("tvl1", "-"))
 ROOT = "reports/stages"

@@ -13,12 +13,8 @@ with the runtime's own smoothing and policy turned off.
 """
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -27,7 +23,9 @@ import numpy as np
 
 from stream.core.errors import SourceError, TwostreamError
 from stream.core.policy import BACKGROUND_LABEL, NONE_LABEL, PolicySettings, decide_all, resolve
+from stream.core.toml_writer import write_toml
 from stream.quality.annotations import Annotation, annotation_for_video, load_annotation
+from stream.quality.harness import run_and_collect
 from stream.quality.metrics import StreamScore, merge_scores, score_stream, summarize
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -84,30 +82,6 @@ def find_videos(path: str | Path, annotation: str | Path | None = None) -> list[
     return [(path, ann)]
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def write_config(doc: dict, path: Path) -> None:
-    """Write a flat {section: {key: value}} settings dict as TOML."""
-    lines = []
-    for section, values in doc.items():
-        lines.append(f"[{section}]")
-        lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
-        lines.append("")
-    path.write_text("\n".join(lines), encoding="utf-8")
-
-
 def eval_config(base: str | Path | None, num_classes: int, stride: int | None) -> dict:
     """The run's settings: the user's config with every class's score published and no runtime smoothing/policy."""
     from stream.core.config import Settings
@@ -134,57 +108,35 @@ def eval_config(base: str | Path | None, num_classes: int, stride: int | None) -
 
 
 def run_video(video: Path, annotation: Annotation, *, model: str, config: Path, timeout: float = 120.0,
-              python: str = sys.executable, quiet: bool = True) -> VideoRun:
+              python: str = sys.executable) -> VideoRun:
     """Play one video through `twostream run --pace fast` and collect everything it publishes."""
-    from stream.clients.client import Change, EndOfStream, Prediction, Subscriber
+    from stream.clients.client import Change, EndOfStream, Prediction
 
-    port = free_port()
-    endpoint = f"tcp://127.0.0.1:{port}"
     result = VideoRun(video=video, annotation=annotation)
-    # Subscribe before the publisher exists: ZeroMQ connects as soon as it binds, so no early window is lost.
-    sub = Subscriber(endpoint, sources=[SOURCE_NAME], timeout=timeout)
-    cmd = [python, "-m", "stream.cli", "run", "--config", str(config), "--model", model, "--publish", endpoint,
-           "--pace", "fast", "-q", f"{SOURCE_NAME}={video}"]
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        while True:
-            if proc.poll() is not None and not sub.socket.poll(500):
-                break  # the pipeline exited and nothing is left in flight
-            try:
-                msg = sub.recv(timeout=1.0)
-            except TimeoutError:
-                if time.monotonic() - t0 > timeout:
-                    raise TwostreamError(f"{video}: no end of stream within {timeout:g} s") from None
-                continue
-            if isinstance(msg, Prediction):
-                if not result.windows and msg.seq != 0:
-                    raise TwostreamError(f"{video}: missed the first {msg.seq} predictions (subscriber joined late)")
-                result.windows.append(Window(
-                    frame=msg.frame, label=msg.label, score=msg.score, fused={t.label: t.score for t in msg.top},
-                    spatial=(msg.spatial.label, msg.spatial.score), temporal=(msg.temporal.label, msg.temporal.score)))
-            elif isinstance(msg, Change):
-                result.changes.append(msg.raw)
-            elif isinstance(msg, EndOfStream):
-                result.eos = msg.raw
-                break
-    finally:
-        sub.close()
-        try:
-            _, stderr = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, stderr = proc.communicate()
-    result.seconds = time.monotonic() - t0
+    run = run_and_collect(["--config", str(config), "--model", model, "--pace", "fast", "-q", f"{SOURCE_NAME}={video}"],
+                          timeout=timeout, sources=[SOURCE_NAME], status=False, expect_eos=1, python=python)
+    if run.timed_out:
+        raise TwostreamError(f"{video}: no end of stream within {timeout:g} s")
+    for msg in run.messages:
+        if isinstance(msg, Prediction):
+            if not result.windows and msg.seq != 0:
+                raise TwostreamError(f"{video}: missed the first {msg.seq} predictions (subscriber joined late)")
+            result.windows.append(Window(
+                frame=msg.frame, label=msg.label, score=msg.score, fused={t.label: t.score for t in msg.top},
+                spatial=(msg.spatial.label, msg.spatial.score), temporal=(msg.temporal.label, msg.temporal.score)))
+        elif isinstance(msg, Change):
+            result.changes.append(msg.raw)
+        elif isinstance(msg, EndOfStream):
+            result.eos = msg.raw
+            break
+    result.seconds = run.seconds
     if not result.eos:
-        tail = (stderr or "").strip().splitlines()[-3:]
-        raise TwostreamError(f"{video}: the pipeline ended without end of stream (exit {proc.returncode}): "
+        tail = (run.proc.stderr or "").strip().splitlines()[-3:]
+        raise TwostreamError(f"{video}: the pipeline ended without end of stream (exit {run.proc.returncode}): "
                              + " | ".join(tail))
     if result.eos.get("error"):
         raise TwostreamError(f"{video}: the pipeline reported: {result.eos['error']}")
-    lost = sub.lost.get(SOURCE_NAME, 0)
+    lost = run.lost.get(SOURCE_NAME, 0)
     if lost or len(result.windows) != result.eos.get("windows", len(result.windows)):
         raise TwostreamError(f"{video}: {lost or result.eos.get('windows', 0) - len(result.windows)} prediction(s) "
                              "were lost between the pipeline and eval-stream")
@@ -286,7 +238,7 @@ def evaluate(targets: list[str | Path] | str | Path, *, model: str, config: str 
     runs = []
     with tempfile.TemporaryDirectory(prefix="twostream-eval-") as tmp:
         cfg = Path(tmp) / "config.toml"
-        write_config(eval_config(config, bundle.num_classes, stride), cfg)
+        write_toml(cfg, eval_config(config, bundle.num_classes, stride))
         for i, (video, ann) in enumerate(annotations):
             if progress:
                 print(f"eval-stream: [{i + 1}/{len(annotations)}] {video}", file=sys.stderr, flush=True)
