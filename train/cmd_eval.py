@@ -1,11 +1,13 @@
-"""Video-level accuracy of a model bundle on a dataset: spatial, temporal and fused.
+"""Video-level accuracy of a model bundle of any family on a dataset: per network and fused.
 
 Each video is scored as in the two-stream paper: up to --windows evenly spaced windows, a
-softmax per stream and window, averaged over windows; the fused score is the bundle's
-weighted sum of the two streams. Inputs are made by the runtime's own code (stream.core.offline,
-stream.core.flow) and run through the bundle's ONNX engines (engines.loader.open_bundle), so these
-are the numbers a camera gets. DATA is a folder-per-class dataset of videos, or an extraction
-made with the bundle's input size and flow settings (same values, faster).
+softmax per network and window, averaged over windows; the fused score follows the bundle's
+[fusion] (late: weighted sum of the networks; single: that network). Inputs of every kind are
+made by the runtime's own code (stream.core.offline, stream.core.inputs, stream.core.flow) and run
+through the bundle's ONNX engines (engines.loader.open_bundle), so these are the numbers a camera
+gets. Two-stream bundles report `spatial` and `temporal` as before. DATA is a folder-per-class
+dataset of videos, or an extraction made with the bundle's input size and flow settings (same
+values, faster).
 
 example: twostream eval ../shared/data/weizmann4 --model models/default --json runs/eval/default.json
 """
@@ -36,42 +38,40 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def score_video(loaded, frames, flows, windows: int, batch: int = 32, timing: dict | None = None) -> tuple:
-    """Mean softmax per stream over evenly spaced windows: (spatial (C,), temporal (C,), windows used).
+    """Mean softmax per network over evenly spaced windows: ({network: (C,)}, windows used).
 
-    timing, if given, accumulates engine seconds per stream (keys spatial, temporal).
+    flows may be None when no network takes a flow_stack. timing, if given, accumulates engine
+    seconds per network.
     """
     import time
 
     import numpy as np
 
     from stream.core.fusion import softmax
-    from stream.core.offline import window_ends, window_inputs
+    from stream.core.offline import bundle_window_inputs, window_ends
 
     b = loaded.bundle
-    ends = window_ends(len(frames), b.flow_length, windows)
+    ends = window_ends(len(frames), b.span, windows)
     if not ends:
-        return None, None, 0
-    ps, pt = [], []
+        return {}, 0
+    probs: dict[str, list] = {name: [] for name in loaded.engines}
     for i in range(0, len(ends), batch):
-        s, t = window_inputs(frames, flows, ends[i:i + batch], flow_length=b.flow_length, mean=b.mean, std=b.std,
-                             stacking=b.flow.stacking)
-        t0 = time.perf_counter()
-        ls = loaded.spatial.run(s)
-        t1 = time.perf_counter()
-        lt = loaded.temporal.run(t)
-        t2 = time.perf_counter()
-        if timing is not None:
-            timing["spatial"] = timing.get("spatial", 0.0) + (t1 - t0)
-            timing["temporal"] = timing.get("temporal", 0.0) + (t2 - t1)
-        ps.append(softmax(ls))
-        pt.append(softmax(lt))
-    return np.concatenate(ps).mean(0), np.concatenate(pt).mean(0), len(ends)
+        inputs = bundle_window_inputs(b, frames, flows, ends[i:i + batch])
+        for name, engine in loaded.engines.items():
+            t0 = time.perf_counter()
+            logits = engine.run(*inputs[name])
+            if timing is not None:
+                timing[name] = timing.get(name, 0.0) + (time.perf_counter() - t0)
+            probs[name].append(softmax(logits))
+    return {name: np.concatenate(p).mean(0) for name, p in probs.items()}, len(ends)
 
 
-def fuse(p_spatial, p_temporal, weights: dict[str, float]):
-    """Late fusion: weighted average of the two streams' class probabilities."""
-    ws, wt = weights["spatial"], weights["temporal"]
-    return (ws * p_spatial + wt * p_temporal) / (ws + wt)
+def fuse(probs: dict, fusion) -> object:
+    """The bundle's fusion of per-network class probabilities (late: weighted average; single: one network)."""
+    if fusion.method == "single":
+        return probs[fusion.network]
+    total = sum(fusion.weights[name] for name in probs)
+    return sum(fusion.weights[name] * p for name, p in probs.items()) / total
 
 
 def save_confusion_png(path: Path, matrix, labels: list[str], title: str) -> None:
@@ -119,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
 
     from engines.loader import open_bundle
     from stream.core.errors import ConfigError, SourceError
-    from stream.core.offline import read_video, video_flows
+    from stream.core.offline import read_video, video_flows_if_needed
     from train.datasets import Dataset, VideoItem, make_split, scan_folder_per_class, split_spec_from_args
     from train.extract import is_extracted, load_video, read_index
 
@@ -139,7 +139,7 @@ def main(args: argparse.Namespace) -> int:
     extracted = is_extracted(args.data)
     if extracted:
         index = read_index(args.data)
-        if index["input_size"] != bundle.input_size or index["flow"] != bundle.flow.as_dict():
+        if index["input_size"] != bundle.input_size or (bundle.needs_flow and index["flow"] != bundle.flow.as_dict()):
             raise ConfigError(f"{args.data} was extracted at size {index['input_size']} with flow {index['flow']}, "
                               f"but the bundle needs size {bundle.input_size} with flow {bundle.flow.as_dict()}; "
                               f"evaluate on the raw videos instead")
@@ -161,7 +161,10 @@ def main(args: argparse.Namespace) -> int:
         to_bundle[i] = bundle.labels.index(name)
 
     n = bundle.num_classes
-    confusion = {k: np.zeros((n, n), dtype=int) for k in ("spatial", "temporal", "fused")}
+    names = list(loaded.engines)
+    if "fused" in names:
+        raise ConfigError(f"{args.model}: a network named 'fused' cannot be evaluated (the name is the fused score)")
+    confusion = {k: np.zeros((n, n), dtype=int) for k in (*names, "fused")}
     per_video, failed = [], {}
     timing: dict[str, float] = {}
     windows_run = 0
@@ -173,20 +176,20 @@ def main(args: argparse.Namespace) -> int:
                     frames, flows = frames[:args.max_frames], flows[:args.max_frames - 1]
             else:
                 frames = read_video(dataset.root / item.rel, bundle.input_size, max_frames=args.max_frames)
-                flows = video_flows(frames, bundle.flow)
+                flows = video_flows_if_needed(bundle, frames)
         except SourceError as exc:
             failed[item.rel] = str(exc)
             tqdm.write(f"skipped: {exc}")
             continue
-        ps, pt, used = score_video(loaded, frames, flows, args.windows, batch=max(1, args.batch), timing=timing)
+        probs, used = score_video(loaded, frames, flows, args.windows, batch=max(1, args.batch), timing=timing)
         windows_run += used
         if used == 0:
-            failed[item.rel] = f"only {len(frames)} frames: shorter than one window (flow length {bundle.flow_length})"
+            failed[item.rel] = f"only {len(frames)} frames: shorter than one window ({bundle.span + 1} frames)"
             continue
-        pf = fuse(ps, pt, bundle.fusion_weights)
+        probs["fused"] = fuse(probs, bundle.fusion)
         truth = to_bundle[item.label]
         row = {"video": item.rel, "label": bundle.labels[truth], "windows": used}
-        for key, p in (("spatial", ps), ("temporal", pt), ("fused", pf)):
+        for key, p in probs.items():
             pred = int(np.argmax(p))
             confusion[key][truth, pred] += 1
             row[key] = bundle.labels[pred]
@@ -204,15 +207,16 @@ def main(args: argparse.Namespace) -> int:
             per_class[name] = {"videos": total, **{k: float(confusion[k][c, c] / total) for k in confusion}}
     result = {
         "videos": len(per_video),
-        "spatial": {"accuracy": acc(confusion["spatial"])},
-        "temporal": {"accuracy": acc(confusion["temporal"])},
-        "fused": {"accuracy": acc(confusion["fused"])},
+        "family": bundle.family,
+        "networks": names,
+        **{k: {"accuracy": acc(m)} for k, m in confusion.items()},
         "per_class": per_class,
         "confusion": {"labels": list(bundle.labels), **{k: v.tolist() for k, v in confusion.items()}},
         "fusion_weights": bundle.fusion_weights,
+        "fusion": bundle.fusion.method,
         "windows_per_video": args.windows,
         "inference_ms_per_window": {k: 1000.0 * v / max(1, windows_run) for k, v in timing.items()},
-        "engine": {"backend": loaded.spatial.backend, "threads": args.threads, "batch": args.batch},
+        "engine": {"backend": loaded.backend, "threads": args.threads, "batch": args.batch},
         "model": str(args.model),
         "data": str(args.data),
         "split": split.description,
@@ -220,14 +224,12 @@ def main(args: argparse.Namespace) -> int:
         "failed": failed,
         "per_video": per_video,
     }
-    print(f"{len(per_video)} videos ({subset} of {split.description}); "
-          f"spatial {result['spatial']['accuracy']:.3f}  temporal {result['temporal']['accuracy']:.3f}  "
-          f"fused {result['fused']['accuracy']:.3f}" + (f"; {len(failed)} failed" if failed else "")
-          + f"; engine ms/window spatial {result['inference_ms_per_window'].get('spatial', 0):.2f} "
-            f"temporal {result['inference_ms_per_window'].get('temporal', 0):.2f}")
+    accuracies = "  ".join(f"{k} {result[k]['accuracy']:.3f}" for k in confusion)
+    engine_ms = " ".join(f"{k} {v:.2f}" for k, v in result["inference_ms_per_window"].items())
+    print(f"{len(per_video)} videos ({subset} of {split.description}); {accuracies}"
+          + (f"; {len(failed)} failed" if failed else "") + f"; engine ms/window {engine_ms}")
     for name, pc in per_class.items():
-        print(f"  {name:>20}: {pc['videos']:3d} videos  spatial {pc['spatial']:.2f}  temporal {pc['temporal']:.2f}  "
-              f"fused {pc['fused']:.2f}")
+        print(f"  {name:>20}: {pc['videos']:3d} videos  " + "  ".join(f"{k} {pc[k]:.2f}" for k in confusion))
     png = args.confusion or (args.json.with_name(args.json.stem + "_confusion.png") if args.json else None)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
