@@ -185,6 +185,7 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
         period = 1.0 / fps if spec.kind == "file" and job.pace == "realtime" and 0 < fps < 1000 else 0.0
         reader = _Reader(cap) if spec.live else None
         t0 = time.monotonic()
+        wall_t0 = time.time()  # a replayed file's frame k is due at wall_t0 + k * period, like a camera's
         first = frames
         ended_cleanly = False
         while not stop.is_set():
@@ -202,7 +203,9 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, push,
                 if spec.live:
                     stats.set_error(job.source, "read failed")
                 break
-            t_capture = time.time()
+            # A replayed file in realtime pace is stamped with its schedule (when a camera would have sent the
+            # frame), so a capture that falls behind shows its lag in latency_ms instead of hiding it.
+            t_capture = wall_t0 + (frames - first) * period if period else time.time()
             small = resize_frame(frame, job.size)
             if spec.kind == "file" and job.pace == "fast":
                 if not ring.wait_for_space(stop):
