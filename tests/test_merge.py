@@ -137,14 +137,17 @@ def test_endpoint_lists_are_checked():
             parse_endpoints(values)
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--connect", "tcp://127.0.0.1:5999", "--connect", "tcp://127.0.0.1:5999"], "is given twice"),
-    (["--connect", "a=tcp://127.0.0.1:5998", "--connect", "b=tcp://127.0.0.1:5999", "--source", "c/cam"],
+@pytest.mark.parametrize("command,args,message", [
+    ("subscribe", ["--connect", "tcp://127.0.0.1:5999", "--connect", "tcp://127.0.0.1:5999"],
+     "endpoint 'tcp://127.0.0.1:5999' is given twice"),
+    ("subscribe", ["--connect", "a=tcp://127.0.0.1:5998", "--connect", "b=tcp://127.0.0.1:5999", "--source", "c/cam"],
      "no --connect is labelled 'c'"),
+    ("view", ["--connect", "x=tcp://127.0.0.1:5998", "--connect", "x=tcp://127.0.0.1:5999"],
+     "label 'x' is given twice"),
 ])
-def test_subscribe_refuses_repeated_publishers_in_one_line(args, message):
-    r = subprocess.run([sys.executable, "-m", "stream.cli", "subscribe", *args, "--timeout", "1"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+def test_cli_refuses_repeated_publishers_in_one_line(command, args, message):
+    r = subprocess.run([sys.executable, "-m", "stream.cli", command, *args], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 

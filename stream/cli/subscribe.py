@@ -3,8 +3,8 @@
 Human-readable lines by default, one JSON message per line with --json. Exits after
 --count messages, or with --until-eos after the end of stream of every subscribed
 source (all sources seen when no --source is given; with several --connect, only once every
-publisher has been heard from). Lost predictions (gaps in seq,
-e.g. because this subscriber fell behind) are reported on stderr, per publisher and source.
+publisher has been heard from). Lost predictions (gaps in seq, e.g. because this subscriber
+fell behind) are reported on stderr, per publisher and source.
 
 Several --connect merge several publishers (e.g. one per camera host). Source names then
 become LABEL/NAME, LABEL being the one given as --connect LABEL=ENDPOINT or else the endpoint

@@ -81,12 +81,12 @@ def parse_endpoints(values: str | Endpoint | list[str | Endpoint] | tuple[str | 
                               f"(starting with a letter or digit)")
         check_endpoint(endpoint, flag)
         out.append(Endpoint(endpoint, label or endpoint.split("://", 1)[1]))
-    for key, what in ((lambda e: e.endpoint, "endpoint"), (lambda e: e.label, "label")):
+    for key, what, hint in ((lambda e: e.endpoint, "endpoint", "give each publisher once"),
+                            (lambda e: e.label, "label", "source names would collide; give another LABEL=")):
         seen: set[str] = set()
         for e in out:
             if key(e) in seen:
-                raise ConfigError(f"{flag}: {what} {key(e)!r} is given twice (each publisher once; "
-                                  f"name them LABEL=ENDPOINT)")
+                raise ConfigError(f"{flag}: {what} {key(e)!r} is given twice ({hint})")
             seen.add(key(e))
     return out
 
