@@ -58,7 +58,7 @@ def calibration_batches(videos: list[Path], bundle: Bundle, network: str, *, bat
                         max_batches: int = 16, windows_per_video: int = 4,
                         max_frames: int = 300) -> Iterator[np.ndarray]:
     """Full (batch_size, C, S, S) float32 batches for one network; a trailing partial batch is dropped
-    (the calibrator declares one fixed batch size)."""
+    (the calibrator declares one fixed batch size: engines.plans.calibration_batch_size, the profile's optimum)."""
     index = 0 if network == "spatial" else 1
     pending: list[np.ndarray] = []
     produced = 0
@@ -101,6 +101,9 @@ def make_calibrator(batches: Iterator[np.ndarray], *, batch_size: int, shape_chw
             batch = next(self._batches, None)
             if batch is None:
                 return None  # tells TensorRT calibration data is exhausted
+            if batch.shape != (batch_size, *shape_chw) or batch.dtype != np.float32:
+                raise ValueError(f"calibration batch {batch.shape} {batch.dtype}, the calibrator declared "
+                                 f"({batch_size}, {', '.join(map(str, shape_chw))}) float32")
             cuda.memcpy_htod(self._device, batch)
             self.batches_used += 1
             return [int(self._device)]

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engines.bundle import Bundle
+from stream.core.errors import ConfigError
 
 PLANS_DIR = "plans"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -95,6 +96,138 @@ def profile_shapes(shape_chw: tuple[int, int, int], max_batch: int,
         raise ValueError(f"opt batch must be in 1..{max_batch}, got {opt}")
     c, h, w = shape_chw
     return (1, c, h, w), (opt, c, h, w), (max_batch, c, h, w)
+
+
+def calibration_batch_size(max_batch: int, opt_batch: int | None = None) -> int:
+    """Windows per INT8 calibration batch: the calibration profile's optimum batch.
+
+    TensorRT calibrates at the kOPT shape of the profile given to set_calibration_profile, so the
+    calibrator must hand over batches of exactly that size (profile_shapes: opt = max_batch by default;
+    a smaller batch, e.g. 8 against an optimum of 16, reads past the samples it copied).
+    """
+    return profile_shapes((1, 1, 1), max_batch, opt_batch)[1][0]
+
+
+def calibration_windows_per_video(batches: int, batch_size: int, videos: int, minimum: int = 4) -> int:
+    """Windows to sample per calibration video so that `batches` full batches can be filled."""
+    if videos < 1:
+        raise ValueError("no calibration videos")
+    return max(minimum, -(-batches * batch_size // videos))
+
+
+# ---- explicit (Q/DQ) vs implicit quantization ---------------------------------------------------------------
+
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated or malformed protobuf varint")
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf: bytes, start: int, end: int):
+    """(field number, (start, end)) of the length-delimited fields of one protobuf message; others skipped."""
+    i = start
+    while i < end:
+        key, i = _varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            _, i = _varint(buf, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            if i + n > end:
+                raise ValueError("truncated protobuf field")
+            yield field, (i, i + n)
+            i += n
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+    if i != end:
+        raise ValueError("truncated protobuf message")
+
+
+def _graph_ops(buf: bytes, start: int, end: int, ops: set[str], depth: int = 0) -> None:
+    if depth > 16:
+        raise ValueError("sub-graphs nested too deeply")
+    for field, (a, b) in _fields(buf, start, end):
+        if field != 1:  # GraphProto.node; initializers (5) are skipped by length, never decoded
+            continue
+        for nfield, (c, d) in _fields(buf, a, b):
+            if nfield == 4:  # NodeProto.op_type
+                ops.add(bytes(buf[c:d]).decode("utf-8", "replace"))
+            elif nfield == 5:  # NodeProto.attribute: sub-graphs of If/Loop/Scan (g = 6, graphs = 11)
+                for afield, (e, f) in _fields(buf, c, d):
+                    if afield in (6, 11):
+                        _graph_ops(buf, e, f, ops, depth + 1)
+
+
+def onnx_op_types(onnx_bytes: bytes) -> set[str]:
+    """Every node op_type in an ONNX model (main graph, sub-graphs, local functions).
+
+    A minimal protobuf walk (ModelProto.graph = 7, functions = 25; GraphProto.node = 1; FunctionProto.node
+    = 7; NodeProto.op_type = 4): the runtime side does not depend on the onnx package, and weights are
+    skipped by length (a 13 MiB model takes milliseconds). ValueError for bytes that are not a model.
+    """
+    buf = memoryview(onnx_bytes)
+    ops: set[str] = set()
+    for field, (a, b) in _fields(buf, 0, len(buf)):
+        if field == 7:
+            _graph_ops(buf, a, b, ops)
+        elif field == 25:
+            for ffield, (c, d) in _fields(buf, a, b):
+                if ffield == 7:
+                    for nfield, (e, f) in _fields(buf, c, d):
+                        if nfield == 4:
+                            ops.add(bytes(buf[e:f]).decode("utf-8", "replace"))
+    return ops
+
+
+def onnx_has_qdq(onnx_bytes: bytes) -> bool:
+    """True when the model is explicitly quantized (QuantizeLinear / DequantizeLinear nodes, e.g. an int8 export)."""
+    return bool(onnx_op_types(onnx_bytes) & QDQ_OPS)
+
+
+@dataclass(frozen=True)
+class BuildMode:
+    """How TensorRT builds one network: builder flags and whether a calibrator is attached."""
+
+    fp16: bool
+    int8: bool
+    calibrate: bool
+    note: str
+
+
+def build_mode(requested: str, *, qdq: bool, have_calibration_data: bool) -> BuildMode:
+    """The builder settings for a requested precision (fp32 | fp16 | int8) on a graph with or without Q/DQ.
+
+    A Q/DQ graph carries its own scales: TensorRT only builds it with the INT8 flag set (or as a
+    strongly typed network), and a calibrator must not be attached (its ranges would be ignored at
+    best). So every request on such a graph builds explicit INT8, with FP16 enabled for the layers
+    between Q/DQ pairs unless plain fp32 was asked for. A float graph needs calibration data for int8.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if qdq:
+        return BuildMode(fp16=requested != "fp32", int8=True, calibrate=False,
+                         note="explicit int8 (Q/DQ graph, scales from the export; no calibrator)"
+                              + ("; fp16 between Q/DQ layers" if requested != "fp32" else ""))
+    if requested == "int8":
+        if not have_calibration_data:
+            raise ConfigError("--int8 needs --calib DATA (real videos to calibrate on): the ONNX graph has no "
+                              "Q/DQ nodes")
+        return BuildMode(fp16=True, int8=True, calibrate=True, note="implicit int8, entropy calibration")
+    return BuildMode(fp16=requested == "fp16", int8=False, calibrate=False, note=requested)
 
 
 def plans_dir(bundle_dir: str | Path) -> Path:

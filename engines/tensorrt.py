@@ -62,7 +62,7 @@ class _DeviceContext:
 
 def build_plan(onnx_bytes: bytes, *, name: str, shape_chw: tuple, max_batch: int, precision: str,
                workspace_mb: int, timing_cache: Path | None = None, calibrator=None, opt_batch: int | None = None,
-               device: int = 0) -> bytes:
+               device: int = 0, mode=None) -> bytes:
     """Parse ONNX bytes and build a serialized plan with one profile covering batch 1..max_batch.
 
     shape_chw: the one input's shape without batch, or a tuple of such shapes, one per input in the
@@ -107,12 +107,20 @@ def build_plan(onnx_bytes: bytes, *, name: str, shape_chw: tuple, max_batch: int
                     lo, opt, hi = ((b, *shape) for b in (1, opt_batch or max_batch, max_batch))
                 profile.set_shape(tensor.name, lo, opt, hi)
             config.add_optimization_profile(profile)
-            if precision in ("fp16", "int8"):
+            if mode is None:  # mode: engines.plans.build_mode (Q/DQ graphs: explicit INT8, never a calibrator)
+                from engines.plans import build_mode, onnx_has_qdq
+
+                mode = build_mode(precision, qdq=onnx_has_qdq(onnx_bytes), have_calibration_data=calibrator is not None)
+            if mode.fp16:
                 config.set_flag(trt.BuilderFlag.FP16)  # INT8 builds fall back to FP16 where INT8 is slower
-            if precision == "int8":
+            if mode.int8:
+                config.set_flag(trt.BuilderFlag.INT8)  # a Q/DQ graph does not build without it
+            if mode.calibrate:
                 if calibrator is None:
-                    raise ValueError("int8 needs a calibrator")
-                config.set_flag(trt.BuilderFlag.INT8)
+                    raise ValueError("int8 calibration needs a calibrator")
+                if calibrator.get_batch_size() != opt[0]:  # TensorRT calibrates at the profile's kOPT shape
+                    raise ValueError(f"calibration batches of {calibrator.get_batch_size()} do not match the "
+                                     f"calibration profile's optimum batch {opt[0]}")
                 config.int8_calibrator = calibrator
                 config.set_calibration_profile(profile)
 

@@ -123,8 +123,13 @@ def test_profile_shapes_follow_the_bundle_and_the_real_onnx_inputs(bundle_dir):
 # ---- INT8 calibration inputs ---------------------------------------------------------------------------------
 
 def test_calibration_batches_equal_runtime_window_inputs(bundle_dir, shared_data):
+    """Calibration batches against the runtime's conventions rebuilt here from OpenCV and numpy alone (not
+    through stream.core.offline, which calibration itself uses): the newest frame of a window is the spatial
+    input, the L flows ending at it (interleaved x, y, oldest first) the temporal one."""
+    import cv2
+
     from engines.calibration import calibration_batches, find_calibration_videos
-    from stream.core.offline import read_video, video_flows, window_ends, window_inputs
+    from stream.core.flow import DIS_PRESETS
 
     bundle = read_bundle(bundle_dir)
     videos = find_calibration_videos(shared_data / "weizmann4", limit=3)
@@ -135,18 +140,35 @@ def test_calibration_batches_equal_runtime_window_inputs(bundle_dir, shared_data
     S, L = bundle.input_size, bundle.flow_length
     assert all(b.shape == (2, 3, S, S) and b.dtype == np.float32 for b in spatial)
     assert all(b.shape == (2, 2 * L, S, S) and b.dtype == np.float32 for b in temporal)
+    assert bundle.flow.backend == "dis" and bundle.flow.subtract == "none" and bundle.flow.stacking == "interleaved"
 
-    # the runtime's own offline path on the same video
-    frames = read_video(videos[0], S, max_frames=300)
-    flows = video_flows(frames, bundle.flow)
-    ends = window_ends(len(frames), L, 4)
-    want_s, want_t = window_inputs(frames, flows, ends, flow_length=L, mean=bundle.mean, std=bundle.std,
-                                   stacking=bundle.flow.stacking)
-    np.testing.assert_array_equal(np.concatenate(spatial), want_s)
-    np.testing.assert_array_equal(np.concatenate(temporal), want_t)
+    cap = cv2.VideoCapture(str(videos[0]))
+    rgb = []
+    while len(rgb) < 300:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        rgb.append(cv2.cvtColor(cv2.resize(bgr, (S, S), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    cap.release()
+    n = len(rgb)
+    ends = sorted({int(round(x)) for x in np.linspace(L, n - 1, 4)})  # 4 windows spread over the video
+    assert len(ends) == 4
+    dis = cv2.DISOpticalFlow_create(DIS_PRESETS[bundle.flow.preset])
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb]
+    bound = bundle.flow.bound
+    mean, std = np.float32(bundle.mean), np.float32(bundle.std)
+    for k, e in enumerate(ends):
+        want_s = ((rgb[e].astype(np.float32) - mean) / std).transpose(2, 0, 1)
+        np.testing.assert_allclose(spatial[k // 2][k % 2], want_s, atol=1e-6)
+        channels = []
+        for i in range(e - L, e):  # flow from frame i to i+1, oldest first
+            f = dis.calc(grey[i], grey[i + 1], None)
+            q = np.rint((np.clip(f, -bound, bound) + bound) * 255.0 / (2 * bound))
+            channels += [(q[..., 0] - 127.5) / 127.5, (q[..., 1] - 127.5) / 127.5]
+        np.testing.assert_allclose(temporal[k // 2][k % 2], np.stack(channels), atol=1e-6)
     # values are real preprocessed data: normalised pixels, flow in [-1, 1] with actual motion
-    assert -1.0 <= want_s.min() < want_s.max() <= (255 - 127) / 128 + 1e-6
-    assert -1.0 <= want_t.min() and want_t.max() <= 1.0 and want_t.std() > 0
+    t = np.concatenate(temporal)
+    assert -1.0 <= t.min() and t.max() <= 1.0 and t.std() > 0
 
 
 def test_calibration_video_discovery_errors(tmp_path):
@@ -196,6 +218,116 @@ def test_open_bundle_auto_reports_its_choice(bundle_dir):
         with pytest.raises(TwostreamError) as err:
             open_engine(read_bundle(bundle_dir).spatial_file, kind="tensorrt")
         assert GPU_NEEDED in str(err.value)
+
+
+# ---- TensorRT build decisions: Q/DQ graphs, calibration batch size (issue 12, point 8) -------------------------
+
+@pytest.fixture(scope="module")
+def quantized_bundle(bundle_dir, shared_data, tmp_path_factory) -> Path:
+    """The tiny bundle with both networks int8-quantized (ONNX Runtime static QDQ on real windows), like
+    `twostream export --quantize int8` and the shipped models/default."""
+    import shutil
+
+    from engines.calibration import calibration_batches, find_calibration_videos
+    from train.quantize import quantize_int8
+
+    out = Path(shutil.copytree(bundle_dir, tmp_path_factory.mktemp("q") / "bundle",
+                               ignore=shutil.ignore_patterns("plans")))
+    bundle = read_bundle(out)
+    videos = find_calibration_videos(shared_data / "weizmann4", limit=2)
+    for network in ("spatial", "temporal"):
+        calib = np.concatenate(list(calibration_batches(videos, bundle, network, batch_size=4, windows_per_video=4)))
+        path = out / f"{network}.onnx"
+        quantize_int8(path, out / "q.onnx", calib)
+        (out / "q.onnx").replace(path)
+    return out
+
+
+def test_qdq_graphs_are_detected_from_the_onnx_bytes(bundle_dir, quantized_bundle, repo_root, tmp_path):
+    import onnx
+
+    from engines.plans import onnx_has_qdq, onnx_op_types
+    from train.quantize import convert_fp16
+
+    convert_fp16(bundle_dir / "spatial.onnx", tmp_path / "fp16.onnx")
+    files = [bundle_dir / "spatial.onnx", bundle_dir / "temporal.onnx", tmp_path / "fp16.onnx",
+             quantized_bundle / "spatial.onnx", quantized_bundle / "temporal.onnx",
+             repo_root / "models" / "default" / "spatial.onnx", repo_root / "models" / "default" / "temporal.onnx"]
+    for f in files:  # the scan reads what the onnx package reads
+        model = onnx.load(str(f))
+        want = {n.op_type for n in model.graph.node} | {n.op_type for fn in model.functions for n in fn.node}
+        assert onnx_op_types(f.read_bytes()) == want, f
+    assert [onnx_has_qdq(f.read_bytes()) for f in files] == [False, False, False, True, True, True, True]
+    for bad in (b"\xff\xff\xff", (bundle_dir / "spatial.onnx").read_bytes()[:-7]):
+        with pytest.raises(ValueError):
+            onnx_op_types(bad)
+
+
+def test_build_mode_table():
+    from engines.plans import build_mode
+
+    for requested in ("fp32", "fp16", "int8"):
+        for have in (False, True):
+            m = build_mode(requested, qdq=True, have_calibration_data=have)
+            # a Q/DQ graph: INT8 always on (TensorRT refuses Q/DQ layers without it), never a calibrator
+            assert m.int8 and not m.calibrate and m.fp16 == (requested != "fp32") and "Q/DQ" in m.note
+    assert build_mode("fp32", qdq=False, have_calibration_data=False) == build_mode("fp32", qdq=False,
+                                                                                   have_calibration_data=True)
+    m = build_mode("fp32", qdq=False, have_calibration_data=False)
+    assert not (m.fp16 or m.int8 or m.calibrate)
+    m = build_mode("fp16", qdq=False, have_calibration_data=False)
+    assert m.fp16 and not (m.int8 or m.calibrate)
+    m = build_mode("int8", qdq=False, have_calibration_data=True)
+    assert m.fp16 and m.int8 and m.calibrate
+    with pytest.raises(ConfigError, match="--int8 needs --calib"):
+        build_mode("int8", qdq=False, have_calibration_data=False)
+    with pytest.raises(ValueError):
+        build_mode("bf16", qdq=False, have_calibration_data=False)
+
+
+def test_build_engines_decides_per_network_from_the_bundle(bundle_dir, quantized_bundle, repo_root, tmp_path,
+                                                           twostream_cmd):
+    """build-engines on the shipped int8 bundle: --fp16 (as the README documents) and --int8 without --calib
+    build explicit int8 with no calibrator; a float bundle still needs --calib for --int8."""
+    import shutil
+
+    from engines.cmd_build import check_flags
+
+    shipped = read_bundle(repo_root / "models" / "default")
+    for bundle in (shipped, read_bundle(quantized_bundle)):
+        for precision in ("fp16", "int8"):
+            modes = check_flags(bundle, precision, None)
+            assert len(modes) == 2 and all(m.int8 and m.fp16 and not m.calibrate for m in modes)
+        assert not any(m.calibrate for m in check_flags(bundle, "int8", str(tmp_path)))  # --calib unused
+    float_modes = check_flags(read_bundle(bundle_dir), "int8", str(tmp_path))
+    assert all(m.calibrate for m in float_modes)
+    with pytest.raises(ConfigError, match="--int8 needs --calib"):
+        check_flags(read_bundle(bundle_dir), "int8", None)
+    if not HAS_GPU_STACK:  # the command gets past the flag check to the GPU message (it used to stop at --calib)
+        copy = Path(shutil.copytree(quantized_bundle, tmp_path / "qb"))
+        proc = subprocess.run(twostream_cmd + ["build-engines", str(copy), "--int8"], cwd=repo_root,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and GPU_NEEDED in proc.stderr and "--calib" not in proc.stderr, proc.stderr
+
+
+def test_int8_calibration_batches_have_the_profile_optimum_shape(bundle_dir, shared_data):
+    from engines.cmd_build import calibration_inputs
+    from engines.plans import calibration_batch_size, calibration_windows_per_video
+
+    bundle = read_bundle(bundle_dir)
+    for max_batch in (16, 4):
+        for network in ("spatial", "temporal"):
+            shape = input_shape(bundle, network)
+            opt = profile_shapes(shape, max_batch)[1]  # the profile build_plan gives set_calibration_profile
+            videos, batch_size, batches = calibration_inputs(bundle, network, str(shared_data / "weizmann4"), 3, 2,
+                                                             max_batch)
+            got = list(batches)
+            assert batch_size == opt[0] == max_batch and len(videos) == 3
+            assert len(got) == 2 and all(b.shape == opt and b.dtype == np.float32 for b in got)
+    assert calibration_batch_size(16, 4) == 4 and calibration_batch_size(16) == 16
+    assert calibration_windows_per_video(16, 16, 32) == 8 and calibration_windows_per_video(2, 4, 32) == 4
+    with pytest.raises(ValueError):
+        calibration_batch_size(4, 8)
 
 
 # ---- messages without the GPU stack ---------------------------------------------------------------------------
