@@ -11,8 +11,16 @@ import shutil
 import numpy as np
 import pytest
 
-from train.datasets import (SplitSpec, VideoItem, fingerprint_distance, make_split, near_duplicate_groups,
-                            random_split, scan_folder_per_class, video_fingerprint)
+from train.datasets import (
+    SplitSpec,
+    VideoItem,
+    fingerprint_distance,
+    make_split,
+    near_duplicate_groups,
+    random_split,
+    scan_folder_per_class,
+    video_fingerprint,
+)
 
 TYPING = ("typing2", "typing28", "typing10", "typing11", "typing12", "typing14")
 EXERCISES = ("doing_exercises3", "doing_exercises4", "doing_exercises1", "doing_exercises10", "doing_exercises11",
