@@ -7,7 +7,6 @@ weizmann4 extraction and real (one-step) training runs of both streams.
 """
 from __future__ import annotations
 
-import shlex
 import shutil
 
 import numpy as np

@@ -2,10 +2,10 @@
 as the run's default policy (explicit config keys win), and change events to and from none."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-
-from pathlib import Path
 
 from stream.core.config import load_settings, override, settings_from_dict
 from stream.core.errors import BundleError, ConfigError
@@ -51,7 +51,7 @@ def test_threshold_applies_to_the_smoothed_scores_and_never_changes_the_smoothin
     gated = decide_all(scores, PolicySettings(kind="ema", ema_alpha=0.5, min_score=0.6))
     assert names(plain) == ["bend", "bend", "jack"]
     assert names(gated) == ["bend", "none", "jack"]  # 0.55 < 0.6 (raw jack 0.75 does not count), 0.625 >= 0.6
-    for a, b in zip(plain, gated):
+    for a, b in zip(plain, gated, strict=True):
         np.testing.assert_allclose(a.scores, b.scores)
 
 

@@ -15,8 +15,12 @@ import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stream.core.errors import ConfigError
+
+if TYPE_CHECKING:  # numpy and cv2 are imported inside the functions that use them (the CLI starts light)
+    import numpy as np
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
 SPLIT_KINDS = ("all", "group", "random", "ucf101", "hmdb51")
@@ -180,7 +184,7 @@ FINGERPRINT_FRAMES = 8
 FINGERPRINT_MAX_FRAMES = 150
 
 
-def frame_hash(frame) -> "np.ndarray":
+def frame_hash(frame) -> np.ndarray:
     """255-bit DCT perceptual hash (bool array) of one BGR (or grey) frame of any size."""
     import cv2
     import numpy as np
@@ -192,7 +196,7 @@ def frame_hash(frame) -> "np.ndarray":
 
 
 def video_fingerprint(path: str | Path, frames: int = FINGERPRINT_FRAMES,
-                      max_frames: int = FINGERPRINT_MAX_FRAMES) -> "np.ndarray":
+                      max_frames: int = FINGERPRINT_MAX_FRAMES) -> np.ndarray:
     """(n, 255) bool: hashes of `frames` evenly spaced frames among the first `max_frames` of a video.
 
     Skipped frames are only grabbed, not converted (about 10 s for the 64 k400tiny2 clips on the shared CPU).
@@ -203,7 +207,8 @@ def video_fingerprint(path: str | Path, frames: int = FINGERPRINT_FRAMES,
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise ConfigError(f"{path}: cannot be opened to look for near-duplicates (--no-group-duplicates skips this)")
+            raise ConfigError(f"{path}: cannot be opened to look for near-duplicates "
+                              f"(--no-group-duplicates skips this)")
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         total = min(total, max_frames) if total > 0 else max_frames
         want = set(np.linspace(0, total - 1, frames).round().astype(int).tolist())

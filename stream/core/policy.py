@@ -42,7 +42,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from stream.core.setting import check_setting, setting as _opt
+from stream.core.setting import check_setting
+from stream.core.setting import setting as _opt
 
 KINDS = ("none", "ema", "vote", "hysteresis")
 NONE = -1  # Decision.label when nothing known is happening
