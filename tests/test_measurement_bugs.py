@@ -104,3 +104,18 @@ def test_flow_chain_restarts_after_skipped_frames():
             ring.unlink()
         stats.close()
         stats.unlink()
+
+
+def test_camera_motion_median_equals_numpy_median():
+    """The faster median (one partition per component) must give np.median's centre exactly: the shipped
+    temporal network was trained on flow with np.median's centre subtracted."""
+    from stream.core.flow import subtract_camera_motion
+
+    rng = np.random.default_rng(1)
+    for shape in [(112, 112, 2), (7, 9, 2), (1, 1, 2), (3, 4, 2)]:
+        for i in range(40):
+            flow = (rng.normal(size=shape) * 5).astype(np.float32)
+            if i % 3 == 0:
+                flow = np.round(flow)  # ties between the two middle values
+            centre = np.median(flow.reshape(-1, 2), axis=0)
+            np.testing.assert_array_equal(subtract_camera_motion(flow, "median"), flow - centre.astype(np.float32))
