@@ -270,6 +270,35 @@ def looped_video(path: str | Path, copies: int, out_dir: str | Path) -> Path:
     return out
 
 
+# Real footage re-encoded the way cameras send it: H.264, 320x240, 25 fps, > 20 s. MPEG-4 part 2 (the
+# 6.5 s mmaction2_test.avi the bench used before) decodes at ~0.10 ms/frame here, this H.264 at ~0.23.
+CAPACITY_CLIPS = ("replay/mmaction2_test.avi", "replay/fun_theory.mp4", "replay/mmaction2_demo.mp4",
+                  "k400tiny2/doing_exercises/doing_exercises10.mp4")
+
+
+def h264_capacity_video(data: Path, out_dir: str | Path) -> Path | None:
+    """CAPACITY_CLIPS scaled to 320x240, resampled to 25 fps, concatenated and encoded with libx264 (Debian
+    ffmpeg): ~52 s of real footage. None when ffmpeg, libx264 or a clip is missing."""
+    clips = [Path(data) / c for c in CAPACITY_CLIPS]
+    if shutil.which("ffmpeg") is None or not all(c.is_file() for c in clips):
+        return None
+    out = Path(out_dir) / "capacity_h264_320x240_25fps.mp4"
+    if out.exists():
+        return out
+    chains = "".join(f"[{i}:v]scale=320:240,setsar=1,fps=25[v{i}];" for i in range(len(clips)))
+    graph = chains + "".join(f"[v{i}]" for i in range(len(clips))) + f"concat=n={len(clips)}:v=1:a=0[out]"
+    cmd = ["ffmpeg", "-v", "error", "-y"]
+    for c in clips:
+        cmd += ["-i", str(c)]
+    part = out.with_suffix(".part.mp4")  # renamed when complete: an interrupted encode is never reused
+    cmd += ["-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "50", str(part)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 or not part.exists():
+        return None
+    part.replace(out)
+    return out
+
+
 def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else float("nan")
 
@@ -291,6 +320,8 @@ class BenchContext:
     report: Report
     log: object = print
     cache: dict = field(default_factory=dict)
+    min_sources: int = 1  # capacity: first level above 1
+    capacity_seconds: float = 24.0  # capacity: video seconds per source and level
 
     @property
     def bundle(self):

@@ -57,6 +57,19 @@ def _decode_resize(ctx: BenchContext, max_frames: int) -> tuple[list[float], lis
     return dec, res, n, shape
 
 
+def source_size_frames(ctx: BenchContext, count: int) -> np.ndarray:
+    """The first `count` frames of the bench video at their own size, RGB (N, H, W, 3)."""
+    cap = cv2.VideoCapture(str(ctx.video), cv2.CAP_FFMPEG)
+    out = []
+    while len(out) < count:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        out.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return np.stack(out)
+
+
 def flow_samples(ctx: BenchContext, backend: str, preset: str, frames: np.ndarray, pairs: int) -> list[float]:
     """ms per flow pair (algorithm only) on consecutive real frames at the model size."""
     from stream.core.flow import FlowComputer, FlowSettings, to_gray
@@ -227,6 +240,17 @@ def run(ctx: BenchContext) -> None:
         pairs = min(len(frames) - 1, (3 if ctx.quick else 12) if backend == "tvl1" else (24 if ctx.quick else 96))
         r.measure(f"{ROOT}/flow/{name}/ms_per_pair", flow_samples(ctx, backend, preset, frames, pairs), "ms/pair",
                   pairs=pairs, size=f"{b.input_size}x{b.input_size}")
+    # The seed recipe's flow: TV-L1 on the decoded frames at their own size (as denseflow extracts it), beside
+    # DIS and TV-L1 at the model size: the flow factor of the seed-recipe comparison, alone.
+    source = source_size_frames(ctx, 4 if ctx.quick else 13)
+    pairs = len(source) - 1
+    r.measure(f"{ROOT}/flow/tvl1-source-size/ms_per_pair", flow_samples(ctx, "tvl1", "-", source, pairs), "ms/pair",
+              pairs=pairs, size=f"{source.shape[2]}x{source.shape[1]}")
+    for name in ("tvl1", "tvl1-source-size"):
+        r.ratio(f"flow_dis_{b.flow.preset}_speedup_vs_{name.replace('-', '_')}", f"{ROOT}/flow/{name}/ms_per_pair",
+                f"{ROOT}/flow/dis-{b.flow.preset}/ms_per_pair",
+                f"TV-L1 ms/pair ({'source size ' + str(source.shape[2]) + 'x' + str(source.shape[1]) if 'source' in name else str(b.input_size) + 'px'}) "
+                f"÷ DIS/{b.flow.preset} ms/pair ({b.input_size}px), one thread each: the flow factor alone")
     ctx.log(f"stages: decode {r.value(ROOT + '/decode_ms_per_frame'):.2f} ms/frame, flow "
             f"{r.value(ROOT + '/flow_stage_ms_per_frame'):.2f} ms/frame, inference "
             f"{r.value(ROOT + '/engine/batch1/inference_ms_per_window'):.2f} ms/window at batch 1")

@@ -18,6 +18,7 @@ COMMANDS = [
     ("eval", "train.cmd_eval", "video-level accuracy of a bundle or checkpoints on a dataset"),
     ("export", "train.cmd_export", "export checkpoints to an ONNX model bundle"),
     ("make-sequences", "train.cmd_sequences", "stitch labelled clips into annotated continuous streams"),
+    ("fit", "train.cmd_fit", "one command from labelled videos to an evaluated bundle (with a none threshold)"),
     ("eval-stream", "stream.cli.eval_stream", "streaming quality: window accuracy, switch delay, flicker"),
     ("bench", "stream.cli.bench", "benchmark stages and the whole pipeline against baselines"),
     ("view", "stream.cli.view", "serve a live web view of predictions and previews"),

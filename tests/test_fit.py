@@ -1,0 +1,213 @@
+"""`twostream fit`: bad data is a one-line error; the split keeps groups (and near-duplicates) apart; the
+threshold rule; a real end-to-end fit on a tiny real subset (weizmann4 bend/jack of 3 actors plus
+k400tiny2 typing clips as background footage) that resumes, and whose background class the runtime
+publishes as none.
+
+Real parts: real videos decoded by OpenCV, real training (1 epoch, small input), real ONNX export,
+the real pipeline and ZeroMQ subscriber.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from stream.cli import main as cli
+from stream.core.errors import ConfigError
+
+pytest.importorskip("torch")
+
+
+def _link(src, dst_dir, name=None):
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    os.symlink(src, dst_dir / (name or src.name))
+
+
+def _one_line_error(capsys, argv, *words):
+    assert cli([*argv, "--no-progress"] if "--no-progress" not in argv else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err, err
+    for w in words:
+        assert w in err, err
+    return err
+
+
+# --- bad data --------------------------------------------------------------------------------------
+def test_one_class_is_an_error(shared_data, tmp_path, capsys):
+    for a in range(3):
+        _link(shared_data / "weizmann4" / "bend" / f"actor{a}_bend.mp4", tmp_path / "d" / "bend")
+    _one_line_error(capsys, ["fit", str(tmp_path / "d"), "--out", str(tmp_path / "o")], "1 class folder(s) (bend)",
+                    "at least 2 classes")
+
+
+def test_empty_class_and_corrupt_file_are_errors_naming_them(shared_data, tmp_path, capsys):
+    d = tmp_path / "d"
+    for a in range(3):
+        _link(shared_data / "weizmann4" / "bend" / f"actor{a}_bend.mp4", d / "bend")
+    (d / "empty").mkdir()
+    (d / "jack").mkdir()
+    _link(shared_data / "weizmann4" / "jack" / "actor0_jack.mp4", d / "jack")
+    (d / "jack" / "actor1_jack.mp4").write_bytes(os.urandom(4000))  # corrupt: counted, not usable
+    (d / "jack" / "readme.txt").write_text("notes")
+    err = _one_line_error(capsys, ["fit", str(d), "--out", str(tmp_path / "o")], "empty (0)", "jack (1)",
+                          "at least 2", "2 file(s) skipped")
+    assert "bend" not in err.split("videos:")[1]
+    out = capsys.readouterr().out
+    # nothing was created for a fit that cannot start
+    assert not (tmp_path / "o" / "work" / "extract").exists()
+    del out
+
+
+def test_scan_lists_skipped_files(shared_data, tmp_path):
+    from train.fit import scan_data
+
+    d = tmp_path / "d"
+    for cls in ("bend", "jack"):
+        for a in range(2):
+            _link(shared_data / "weizmann4" / cls / f"actor{a}_{cls}.mp4", d / cls)
+    (d / "jack" / "clip.mp4").write_bytes(b"\x00" * 100)
+    (d / "jack" / "labels.csv").write_text("x")
+    (d / "stray.mp4").write_text("x")
+    scan = scan_data(d, progress=False)
+    assert {c: len(v) for c, v in scan.classes.items()} == {"bend": 2, "jack": 2}
+    why = {os.path.basename(p): w for p, w in scan.skipped}
+    assert why == {"clip.mp4": "cannot be opened as a video", "labels.csv": "not a video file (by its extension)",
+                   "stray.mp4": "not inside a class folder"}
+
+
+# --- split ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("names,pattern", [
+    (["actor0_bend.mp4", "actor1_bend.mp4", "actor2_jack.mp4"], r"actor[_-]?(\d+)"),
+    (["person01_boxing_d1.avi", "person02_boxing_d1.avi"], r"person[_-]?(\d+)"),
+    (["v_ApplyLipstick_g08_c01.avi", "v_ApplyLipstick_g09_c02.avi"], r"_g(\d+)_"),
+    (["clip_a.mp4", "clip_b.mp4"], None),
+    (["actor1_a.mp4", "actor1_b.mp4"], None),  # one group only: no group split
+    (["actor1_a.mp4", "someone_b.mp4"], None),  # not every name
+])
+def test_group_pattern_detection(names, pattern):
+    from train.fit import detect_group_regex
+
+    assert detect_group_regex(names) == pattern
+
+
+def test_group_split_keeps_actors_apart_and_random_split_keeps_duplicates_together(shared_data, tmp_path):
+    from train.fit import Scan, choose_split
+
+    w = shared_data / "weizmann4"
+    classes = {c: [w / c / f"actor{a}_{c}.mp4" for a in range(7)] for c in ("bend", "jack")}
+    split = choose_split(Scan(tmp_path, classes), val_fraction=0.3, seed=1)
+    val = set(split.val_groups)
+    side = {}
+    for _, video, gid in split.items:
+        actor = video.name.split("_")[0]
+        side.setdefault(actor, set()).add(gid in val)
+    assert all(len(s) == 1 for s in side.values())  # no actor on both sides
+    assert sum(1 for s in side.values() if True in s) == 2  # round(0.3 * 7) actors validate
+    # no group in the names: stratified random; a copy of a clip stays on the side of its original
+    k = shared_data / "k400tiny2" / "typing"
+    typing = sorted(k.glob("*.mp4"))[:4]
+    copy = tmp_path / "copy_of_first.mp4"
+    shutil.copy(typing[0], copy)
+    other = sorted((shared_data / "k400tiny2" / "doing_exercises").glob("*.mp4"))[:4]
+    split = choose_split(Scan(tmp_path, {"typing": typing + [copy], "exercise": other}), val_fraction=0.4, seed=0)
+    gid = {v: g for _, v, g in split.items}
+    assert gid[copy] == gid[typing[0]]
+    assert "near-duplicate" in split.description
+
+
+# --- threshold -----------------------------------------------------------------------------------------
+def test_threshold_rule_takes_the_smallest_meeting_the_false_alarm_target():
+    from train.fit import pick_threshold, threshold_table
+
+    labels = ("_background", "bend", "jack")
+    # an action clip: bend at 0.8 throughout; background: bend 0.5 / jack 0.5-ish alternating -> alarms
+    action = [(np.tile([0.1, 0.8, 0.1], (10, 1)), "bend")]
+    bg = np.array([[0.0, 0.55, 0.45], [0.0, 0.45, 0.55]] * 5)
+    rows = threshold_table(action, [(bg, 0.5)], labels, kind="none", thresholds=(0.0, 0.5, 0.6, 0.9))
+    by_t = {r["min_score"]: r for r in rows}
+    # t = 0: every background window is an action and changes each window -> 10 alarms in 0.5 min = 20/min
+    assert by_t[0.0]["false_alarms_per_min"] == pytest.approx(20.0) and by_t[0.0]["accuracy"] == 1.0
+    # t = 0.6: background all none, bend 0.8 still decided
+    assert by_t[0.6]["false_alarms_per_min"] == 0.0 and by_t[0.6]["background_action_rate"] == 0.0
+    assert by_t[0.6]["accuracy"] == 1.0
+    # t = 0.9: the action is lost too
+    assert by_t[0.9]["accuracy"] == 0.0
+    chosen, met = pick_threshold(rows, target_fa=1.0)
+    assert met and chosen["min_score"] == 0.6
+    # 0 and 0.5 only: the 0.55 windows still alternate at 0.5 (20/min both): target missed, and of the equally
+    # bad ones the smaller threshold (it loses no accuracy) is taken
+    assert by_t[0.5]["false_alarms_per_min"] == pytest.approx(20.0)
+    chosen, met = pick_threshold(rows[:2], target_fa=1.0)
+    assert not met and chosen["min_score"] == 0.0
+
+
+# --- end to end ----------------------------------------------------------------------------------------
+def test_fit_end_to_end_tiny_real_subset_resumes_and_publishes_background_as_none(shared_data, tmp_path, capsys,
+                                                                                  repo_root):
+    from engines.bundle import read_bundle
+    from train.engine import load_checkpoint
+
+    d = tmp_path / "data"
+    for cls in ("bend", "jack"):
+        for a in range(3):
+            _link(shared_data / "weizmann4" / cls / f"actor{a}_{cls}.mp4", d / cls)
+    bg = tmp_path / "other"
+    for n in (1, 2, 4, 5):
+        _link(shared_data / "k400tiny2" / "typing" / f"typing{n}.mp4", bg)
+    (d / "jack" / "broken.mp4").write_bytes(os.urandom(3000))
+    out = tmp_path / "bundle"
+    argv = ["fit", str(d), "--out", str(out), "--background", str(bg), "--epochs", "1", "--size", "32",
+            "--max-frames", "24", "--flow-length", "3", "--arch", "mobilenet_v3_small", "--no-quantize",
+            "--val-fraction", "0.34", "--no-progress"]
+    assert cli(argv) == 0
+    printed = capsys.readouterr().out
+    assert "skipped: " in printed and "broken.mp4" in printed and "none threshold:" in printed
+
+    b = read_bundle(out)
+    assert b.labels == ("_background", "bend", "jack")
+    assert b.policy["background"] == "_background" and 0.0 <= b.policy["min_score"] < 1.0
+    report = json.loads((out / "report" / "fit.json").read_text())
+    assert [s["file"].rsplit("/", 1)[1] for s in report["skipped"]] == ["broken.mp4"]
+    assert report["classes"] == {"bend": 3, "jack": 3, "_background": 4}
+    for name in ("summary.md", "confusion.png", "curves_spatial.png", "curves_temporal.png", "threshold.png",
+                 "eval.json"):
+        assert (out / "report" / name).stat().st_size > 0, name
+    assert "| bend |" in (out / "report" / "summary.md").read_text()
+    # one actor validates; no actor on both sides; background clips split too
+    meta = load_checkpoint(out / "work" / "temporal" / "last.pt")["meta"]
+    train_actors = {r.split("__")[1].split("_")[0] for r in meta["train_items"] if not r.startswith("_background")}
+    evaluated = json.loads((out / "report" / "eval.json").read_text())["per_video"]
+    val_actors = {r["video"].split("__")[1].split("_")[0] for r in evaluated if not r["video"].startswith("_bg")}
+    val_actors.discard("typing1.mp4"), val_actors.discard("typing2.mp4")
+    val_actors = {a for a in val_actors if a.startswith("actor")}
+    assert len(val_actors) == 1 and not (val_actors & train_actors)
+    assert any(r["label"] == "_background" for r in evaluated)
+
+    # re-running the same command resumes: nothing is trained or exported again
+    stamp = [(out / "work" / s / "last.pt").stat().st_mtime_ns for s in ("spatial", "temporal")]
+    onnx = (out / "spatial.onnx").stat().st_mtime_ns
+    assert cli(argv) == 0
+    again = capsys.readouterr().out
+    assert "already trained" in again and "export: done before" in again
+    assert [(out / "work" / s / "last.pt").stat().st_mtime_ns for s in ("spatial", "temporal")] == stamp
+    assert (out / "spatial.onnx").stat().st_mtime_ns == onnx
+    # other arguments in the same folder: a one-line error, not a silent mix
+    _one_line_error(capsys, argv + ["--epochs", "2"], "holds a fit made with other arguments")
+
+    # the runtime publishes the background class as none, never as "_background"
+    from tests.conftest import run_pipeline
+    from stream.clients.client import Change, Prediction
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[policy]\nkind = "none"\nmin_score = 0.0\n')  # the bundle's background still applies
+    proc, msgs = run_pipeline(["--model", str(out), "--config", str(cfg), "--pace", "fast", "--max-frames", "40",
+                               f"v={bg / 'typing1.mp4'}"], expect_eos=1)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    preds = [m for m in msgs if isinstance(m, Prediction)]
+    assert preds
+    for p in preds:
+        assert p.label == ("none" if p.fused.label == "_background" else p.fused.label)
+    assert "_background" not in {c.to_label for c in msgs if isinstance(c, Change)}
