@@ -98,7 +98,9 @@ class CudaFlowComputer:
             # 3 iterations, poly_n 5, sigma 1.2): the same algorithm and settings, a different implementation.
             self._algo = factory(3, 0.5, False, 15, 3, 5, 1.2, 0)
         elif backend == "tvl1":
-            self._algo = factory()  # OpenCV defaults, as the CPU DualTVL1OpticalFlow_create()
+            # OpenCV's CUDA defaults, which are NOT the CPU ones: 300 iterations and no median filtering here,
+            # 10 outer x 30 inner iterations with a 5x5 median filter on the CPU (docs/gpu.md).
+            self._algo = factory()
         else:
             self._algo, self._grid = self._make_nvof(factory, size)
 
