@@ -230,6 +230,73 @@ def test_fuzz_decode_message_structured(event, changes, drop, topic):
     _decode_only_message_error(topic, payload)
 
 
+# Valid messages must decode to exactly what was sent: without this the fuzz tests above would also pass if
+# decode_message rejected everything. The payloads are written here as plain dicts (the published field
+# layout of schema 1), not by the encoder under test.
+_sources = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)
+_labels = st.text(min_size=1, max_size=12)
+_finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+_count = st.integers(0, 2**53)
+_label_scores = st.builds(lambda lab, sc: {"label": lab, "score": sc}, _labels, _finite)
+
+
+@st.composite
+def _valid_messages(draw):
+    source = draw(_sources)
+    event = draw(st.sampled_from(["prediction", "change", "eos", "status"]))
+    head = {"schema": 1, "event": event, "source": source}
+    if event == "prediction":
+        doc = {**head, "seq": draw(_count), "frame": draw(_count), "first_frame": draw(_count),
+               "t_capture": draw(_finite), "t_publish": draw(_finite), "latency_ms": draw(_finite),
+               "stages_ms": draw(st.dictionaries(st.sampled_from(["flow", "inference"]), _finite, max_size=2)),
+               "label": draw(_labels), "score": draw(_finite),
+               "top": draw(st.lists(_label_scores, min_size=1, max_size=3)),
+               "streams": {"spatial": draw(_label_scores), "temporal": draw(_label_scores)}}
+    elif event == "change":
+        doc = {**head, "from": draw(st.none() | _labels), "to": draw(_labels), "frame": draw(_count),
+               "t_capture": draw(_finite), "score": draw(_finite), "seq": draw(_count)}
+    elif event == "eos":
+        doc = {**head, "frames": draw(_count), "windows": draw(_count), "dropped": draw(_count)}
+        if draw(st.booleans()):
+            doc["error"] = draw(st.text(min_size=1, max_size=20))
+    else:
+        doc = {**head, "state": draw(st.sampled_from(["live", "reconnecting", "ended", "failed"])),
+               "fps": draw(_finite), "frames": draw(_count)}
+    return doc
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=_valid_messages())
+def test_fuzz_valid_messages_round_trip(doc):
+    from stream.client import Change, EndOfStream, Prediction, Status
+    from stream.client import decode_message as public_decode
+
+    kind = "status" if doc["event"] == "status" else ""
+    topic = f"twostream/{doc['source']}/{kind}".encode()
+    payload = json.dumps(doc).encode()
+    msg = public_decode(topic, payload)  # must not raise: this is valid output
+    want = {"prediction": Prediction, "change": Change, "eos": EndOfStream, "status": Status}[doc["event"]]
+    assert type(msg) is want and msg.source == doc["source"]
+    if want is Prediction:
+        assert (msg.seq, msg.frame, msg.label, msg.score) == (doc["seq"], doc["frame"], doc["label"], doc["score"])
+        assert [(x.label, x.score) for x in msg.top] == [(x["label"], x["score"]) for x in doc["top"]]
+        assert (msg.spatial.label, msg.temporal.score) == (doc["streams"]["spatial"]["label"],
+                                                           doc["streams"]["temporal"]["score"])
+        assert (msg.t_capture, msg.latency_ms, msg.first_frame) == (doc["t_capture"], doc["latency_ms"],
+                                                                   doc["first_frame"])
+    elif want is Change:
+        assert (msg.from_label, msg.to_label, msg.frame, msg.seq) == (doc["from"], doc["to"], doc["frame"],
+                                                                      doc["seq"])
+    elif want is EndOfStream:
+        assert (msg.frames, msg.windows, msg.dropped, msg.error) == (doc["frames"], doc["windows"], doc["dropped"],
+                                                                     doc.get("error", ""))
+    else:
+        assert msg.state == doc["state"] and msg.details == {"fps": doc["fps"], "frames": doc["frames"]}
+    assert msg.to_payload() == doc  # and back to the same published dict
+    with pytest.raises(MessageError):  # the same payload on another source's topic is not accepted
+        public_decode(f"twostream/{doc['source']}x/{kind}".encode(), payload)
+
+
 def test_decode_message_pathological_json():
     for payload in (b"[" * 100_000 + b"]" * 100_000, b'{"schema": 1, "seq": ' + b"9" * 5000 + b"}",
                     b'{"schema": 1e999}', b"\xef\xbb\xbf{}", b'{"schema":1,"source":"cam","event":"eos"}'):
