@@ -211,3 +211,36 @@ def test_fit_end_to_end_tiny_real_subset_resumes_and_publishes_background_as_non
     for p in preds:
         assert p.label == ("none" if p.fused.label == "_background" else p.fused.label)
     assert "_background" not in {c.to_label for c in msgs if isinstance(c, Change)}
+
+
+# --- eval counts none ------------------------------------------------------------------------------------
+def test_eval_counts_none_as_a_miss_on_actions_and_correct_on_background(shared_data, tiny_bundle, tmp_path, capsys):
+    d = tmp_path / "data"
+    for cls in ("bend", "jack"):
+        for a in range(2):
+            _link(shared_data / "weizmann4" / cls / f"actor{a}_{cls}.mp4", d / cls)
+    for n in (1, 2):
+        _link(shared_data / "k400tiny2" / "typing" / f"typing{n}.mp4", d / "_background")
+    results = {}
+    for name, policy in (("off", "min_score = 0.0"), ("high", "min_score = 0.99")):
+        b = tmp_path / name
+        shutil.copytree(tiny_bundle, b)
+        (b / "labels.txt").write_text("bend\njack\nwave1\n_background\n")
+        (b / "bundle.toml").write_text((b / "bundle.toml").read_text() + f"\n[policy]\n{policy}\n")
+        out = tmp_path / f"{name}.json"
+        assert cli(["eval", str(d), "--model", str(b), "--max-frames", "60", "--windows", "3", "--json", str(out)]) == 0
+        results[name] = json.loads(out.read_text())
+    capsys.readouterr()
+    off, high = results["off"], results["high"]
+    assert off["videos"] == high["videos"] == 6
+    # threshold off: "decided" is the fused argmax, the background class counting as none
+    assert off["decided"]["accuracy"] == pytest.approx(off["fused"]["accuracy"])
+    # min_score 0.99 (a random net never reaches it): every video decided none -> the 4 action videos are misses,
+    # the 2 background videos correct, and not one background window is an action: no false alarm
+    assert [r["decided"] for r in high["per_video"]] == ["none"] * 6
+    assert high["decided"]["accuracy"] == pytest.approx(2 / 6) and high["decided"]["actions_decided_none"] == 4
+    assert high["decided"]["background_videos"] == 2
+    assert high["decided"]["false_alarms"] == 0 and high["decided"]["background_action_window_rate"] == 0.0
+    # 2 x 60 frames at 29.97 fps of background footage
+    assert high["decided"]["background_minutes"] == pytest.approx(120 / 29.97 / 60, rel=0.01)
+    assert off["decided"]["background_action_window_rate"] is not None

@@ -34,6 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=0, help="decode at most this many frames per video")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--batch", type=int, default=32, help="windows per engine call")
+    parser.add_argument("--stride", type=int, default=5,
+                        help="background videos: frames between windows when counting false alarms (as `run`)")
     add_split_arguments(parser)
 
 
@@ -160,6 +162,19 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError(f"dataset class {name!r} is not a label of the bundle ({', '.join(bundle.labels)})")
         to_bundle[i] = bundle.labels.index(name)
 
+    # "none": the runtime's default policy with the bundle's [policy] (min_score, background class). A video of an
+    # action decided as none is a miss; a background video decided as none is correct; on background videos
+    # every window at --stride goes through the policy and each change into an action is a false alarm.
+    from stream.core.policy import PolicySettings, background_index, decide_all, gate, is_none, label_name, resolve
+    from stream.quality.metrics import false_alarms_per_minute
+    from train.fit import _fps, stride_scores
+
+    policy = resolve(PolicySettings(), bundle.policy)
+    bg_index = background_index(policy, bundle.labels)
+    decided_ok = actions_none = 0
+    bg = {"videos": 0, "minutes": 0.0, "alarms": 0.0, "windows": 0, "action_windows": 0}
+    source_root = Path(index["source"]) if extracted else dataset.root
+
     n = bundle.num_classes
     names = list(loaded.engines)
     if "fused" in names:
@@ -193,6 +208,22 @@ def main(args: argparse.Namespace) -> int:
             pred = int(np.argmax(p))
             confusion[key][truth, pred] += 1
             row[key] = bundle.labels[pred]
+        fused_p = np.asarray(probs["fused"])
+        decided = label_name(gate(fused_p, int(np.argmax(fused_p)), policy, bg_index), bundle.labels)
+        row["decided"] = decided
+        if is_none(bundle.labels[truth], policy.background):
+            decided_ok += decided == "none"
+            scores = stride_scores(loaded, frames, flows, max(1, args.stride), batch=max(1, args.batch))
+            window_names = [d.name(bundle.labels) for d in decide_all(scores, policy, bundle.labels)]
+            minutes = len(frames) / _fps(source_root / item.rel) / 60.0
+            bg["videos"] += 1
+            bg["minutes"] += minutes
+            bg["alarms"] += false_alarms_per_minute(window_names, minutes) * minutes
+            bg["windows"] += len(window_names)
+            bg["action_windows"] += sum(w != "none" for w in window_names)
+        else:
+            decided_ok += decided == bundle.labels[truth]
+            actions_none += decided == "none"
         per_video.append(row)
     if not per_video:
         raise ConfigError("no video could be scored")
@@ -211,6 +242,15 @@ def main(args: argparse.Namespace) -> int:
         "networks": names,
         **{k: {"accuracy": acc(m)} for k, m in confusion.items()},
         "per_class": per_class,
+        "decided": {
+            "policy": policy.describe() + (f" background={policy.background}" if bg_index is not None else ""),
+            "accuracy": decided_ok / len(per_video), "actions_decided_none": actions_none,
+            "background_videos": bg["videos"], "background_minutes": bg["minutes"],
+            "false_alarms": int(round(bg["alarms"])),
+            "false_alarms_per_min": bg["alarms"] / bg["minutes"] if bg["minutes"] else None,
+            "background_action_window_rate": bg["action_windows"] / bg["windows"] if bg["windows"] else None,
+            "stride": args.stride,
+        },
         "confusion": {"labels": list(bundle.labels), **{k: v.tolist() for k, v in confusion.items()}},
         "fusion_weights": bundle.fusion_weights,
         "fusion": bundle.fusion.method,
@@ -230,6 +270,12 @@ def main(args: argparse.Namespace) -> int:
           + (f"; {len(failed)} failed" if failed else "") + f"; engine ms/window {engine_ms}")
     for name, pc in per_class.items():
         print(f"  {name:>20}: {pc['videos']:3d} videos  " + "  ".join(f"{k} {pc[k]:.2f}" for k in confusion))
+    d = result["decided"]
+    print(f"decided with {d['policy']}: accuracy {d['accuracy']:.3f} (none is a miss on actions: "
+          f"{actions_none} action video(s) decided none)"
+          + (f"; background: {bg['videos']} video(s), {bg['minutes']:.2f} min, {d['false_alarms_per_min']:.2f} false "
+             f"alarms/min, {d['background_action_window_rate']:.3f} of windows labelled as an action"
+             if bg["minutes"] else ""))
     png = args.confusion or (args.json.with_name(args.json.stem + "_confusion.png") if args.json else None)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -366,19 +366,18 @@ def stride_ends(num_frames: int, span: int, stride: int) -> list[int]:
 
 
 def stride_scores(loaded, frames, flows, stride: int, batch: int = 32) -> np.ndarray:
-    """(windows, classes) fused probabilities of every window the runtime would publish, through the bundle's engines."""
-    from stream.core.fusion import fuse_scores
-    from stream.core.offline import window_inputs
+    """(windows, classes) fused probabilities of every window the runtime would publish (fast pace, one every
+    `stride` frames once the first is complete), through the bundle's engines and its [fusion]."""
+    from stream.core.fusion import fuse_networks
+    from stream.core.offline import bundle_window_inputs
 
     b = loaded.bundle
-    ends = stride_ends(len(frames), b.flow_length, stride)
+    ends = stride_ends(len(frames), b.span, stride)
     out = []
     for i in range(0, len(ends), batch):
-        s, t = window_inputs(frames, flows, ends[i:i + batch], flow_length=b.flow_length, mean=b.mean, std=b.std,
-                             stacking=b.flow.stacking)
-        _, _, fused = fuse_scores(loaded.spatial.run(s), loaded.temporal.run(t),
-                                  spatial_weight=b.fusion_weights["spatial"],
-                                  temporal_weight=b.fusion_weights["temporal"])
+        inputs = bundle_window_inputs(b, frames, flows, ends[i:i + batch])
+        logits = {name: engine.run(*inputs[name]) for name, engine in loaded.engines.items()}
+        _, fused = fuse_networks(logits, method=b.fusion.method, weights=b.fusion.weights, network=b.fusion.network)
         out.append(fused)
     return np.concatenate(out) if out else np.zeros((0, b.num_classes))
 
