@@ -7,7 +7,9 @@ source that fails to open, errors or stalls is re-opened with exponential backof
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
