@@ -191,8 +191,11 @@ def test_camera_motion_extraction_moves_frames_reproducibly(tiny_dataset, tmp_pa
                         camera_motion=1, camera_seed=3)
 
 
-def test_training_draws_camera_motion_variants_only_when_training(tiny_dataset, tmp_path):
+def test_training_draws_camera_motion_variants_only_when_training(tiny_dataset, tmp_path, monkeypatch):
+    """SegmentDataset itself: which flow (clean or camera-moved variant) each sample it returns was cut from."""
     pytest.importorskip("torch")
+    from train import segments as segments_module
+    from stream.core.flow import stack_flows
     from train.datasets import VideoItem
     from train.segments import SegmentDataset
 
@@ -205,9 +208,27 @@ def test_training_draws_camera_motion_variants_only_when_training(tiny_dataset, 
     val = SegmentDataset(tmp_path / "cm", index, items, train=False, **common)
     spatial = SegmentDataset(tmp_path / "cm", index, items, train=True, **{**common, "stream": "spatial"})
     assert train.camera_motion and not val.camera_motion and not spatial.camera_motion
-    # Which variant each (epoch, video) sample draws: the first draw of its seeded generator.
-    draws = {int(np.random.default_rng([0, e, i]).integers(3)) for e in range(12) for i in range(len(items))}
-    assert draws == {0, 1, 2}  # clean and both variants are used over a few epochs
     x1, _ = train[0]
     x2, _ = train[0]
     assert x1.shape == (1, 8, 48, 48) and np.array_equal(x1.numpy(), x2.numpy())  # reproducible per epoch
+
+    # Crops and flips would hide where a sample came from: with them off, every sample must equal the stacked
+    # flows of one variant at one window end, and that identifies the draw.
+    monkeypatch.setattr(segments_module, "augment", lambda x, **kw: x)
+    variants = [load_flow_variants(tmp_path / "cm", index["videos"][it.rel]) for it in items]  # (3, N-1, S, S, 2)
+
+    def source_of(x, i):
+        found = {v for v in range(3) for e in range(4, variants[i].shape[1] + 1)
+                 if np.array_equal(x, stack_flows(variants[i][v, e - 4:e], "interleaved"))}
+        assert len(found) == 1, found  # the three flows differ, so one variant matches
+        return found.pop()
+
+    drawn = []
+    for epoch in range(12):
+        train.set_epoch(epoch)
+        val.set_epoch(epoch)
+        for i in range(len(items)):
+            drawn.append(source_of(train[i][0].numpy()[0], i))
+            assert source_of(val[i][0].numpy()[0], i) == 0  # validation: always the clean flow
+    assert set(drawn) == {0, 1, 2}  # clean and both variants are used
+    assert max(drawn.count(v) for v in range(3)) < 0.75 * len(drawn)  # roughly uniform, not stuck on one
