@@ -74,7 +74,8 @@ class PipelineRun:
 
 
 def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frames: int = 0, threads: int | None = None,
-                 max_batch: int | None = None, timeout: float = 300.0, preview: bool = False) -> PipelineRun:
+                 max_batch: int | None = None, timeout: float = 300.0, preview: bool = False,
+                 engine: dict | None = None) -> PipelineRun:
     from stream.clients.client import EndOfStream, Prediction, Status, Subscriber
     from stream.core.config import Settings
     from stream.runtime.sources import parse_sources
@@ -86,7 +87,9 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
         s,
         pipeline=replace(s.pipeline, model=str(ctx.model), pace=pace, max_frames=max_frames,
                          max_batch=max_batch or s.pipeline.max_batch),
-        engine=replace(s.engine, kind="onnxruntime", threads=ctx.threads if threads is None else threads),
+        # engine: [engine] keys over these defaults (the triton leg: kind, triton_url)
+        engine=replace(s.engine, **{"kind": "onnxruntime", "threads": ctx.threads if threads is None else threads,
+                                    **(engine or {})}),
         publish=replace(s.publish, endpoint=endpoint, status_interval=0.5),
         preview=replace(s.preview, enabled=preview),
     )

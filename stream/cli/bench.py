@@ -12,6 +12,8 @@ Sub-reports (all by default; pick with --only a,b):
   baselines        (a) seed recipe: TV-L1 + torch eager in one plain loop; (b) the same loop with DIS;
                    speed-ups of the pipeline over both (run alternately with the throughput runs)
   flow-quality     temporal accuracy per flow backend (via `twostream eval`) beside its cost
+  triton           the networks on a real local tritonserver vs in-process ONNX Runtime: ms per batch and
+                   1-source frames/s (`make triton-server` installs it; skipped with a note without it)
 
 Every value is a median over repeats; every ratio divides two measurements taken in this invocation
 (the JSON names both). Absolute numbers on a shared machine are noisy: compare ratios.
@@ -33,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPORTS = ("stages", "engine-vs-eager", "throughput", "capacity", "baselines", "flow-quality")
+REPORTS = ("stages", "engine-vs-eager", "throughput", "capacity", "baselines", "flow-quality", "triton")
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -254,6 +256,10 @@ def main(args: argparse.Namespace) -> int:
             capacity.run(ctx)
         if "flow-quality" in selected:
             flow_quality.run(ctx)
+        if "triton" in selected:
+            from stream.bench import triton
+
+            triton.run(ctx)
     report.doc["machine"]["load_end"] = list(os.getloadavg())
     report.doc["config"]["seconds"] = round(time.time() - t_start, 1)
     _targets(report, ctx)
