@@ -143,8 +143,9 @@ def test_runtime_flow_stage_matches_extraction_with_subtraction(tiny_dataset, tm
         for i, f in enumerate(frames):
             rings[0].write(frame=i, t_capture=0.0, frame_rgb=f)
         _advance(src, job, stats, Sink(), threading.Event())
-        assert rings[1].written == len(frames) - 1
-        runtime = np.stack([rings[1].read(i, "flow") for i in range(len(frames) - 1)])
+        # one slot per frame; the flow ending at frame i is in slot i (the first frame has none)
+        assert rings[1].written == len(frames)
+        runtime = np.stack([rings[1].read(i, "flow") for i in range(1, len(frames))])
     finally:
         src.frames.close()
         src.flows.close()

@@ -1,8 +1,11 @@
 """Flow stage: one process for all sources. Reads each frame ring, computes flow between consecutive
-frames, keeps the per-source flow ring (quantised flow + the newer frame) and announces windows.
+frames, keeps the per-source flow ring (one slot per frame: the frame, and the quantised flow ending at it)
+and announces windows. The flow ring is where past frames live for clip and frame_stack inputs; a
+bundle with no flow_stack input gets no flow computed at all (FlowJob.needs_flow).
 
 Live sources get latest-frame semantics: when more than `live_queue` frames wait, the
-older ones are skipped (counted as dropped) and flow is computed across the skip.
+older ones are skipped (counted as dropped) and the flow chain restarts after the skip: no flow spans
+more than one frame interval, so every window holds the motion scale the networks were trained on.
 After a reconnect (a new epoch in the frame ring) the chain restarts, so no window spans an outage.
 """
 from __future__ import annotations
@@ -33,6 +36,10 @@ class FlowJob:
     in_endpoint: str  # PULL, bound here
     out_endpoint: str  # PUSH to inference
     device: FlowDeviceSettings = FlowDeviceSettings()  # [flow]: "cuda" uses stream.core.flow_cuda
+    # Bundle format 2: False when no network takes a flow_stack (frames only: no flow computed at all);
+    # span: frames a window covers before its newest (engines.bundle.Bundle.span; None: flow_length).
+    needs_flow: bool = True
+    span: int | None = None
 
 
 def make_flow_computer(settings: FlowSettings, size: int, device: FlowDeviceSettings | None = None):
@@ -59,9 +66,10 @@ class _SourceFlow:
         self.frames = ShmRing(job.frame_rings[source], create=False)
         self.flows = ShmRing(job.flow_rings[source], create=False)
         shape = job.frame_rings[source].fields[0][1]
-        self.compute = make_flow_computer(job.flow_settings, shape[0], job.device)
+        self.needs_flow = job.needs_flow
+        self.compute = make_flow_computer(job.flow_settings, shape[0], job.device) if job.needs_flow else None
         self.bound = job.flow_settings.bound
-        self.clock = WindowClock(job.flow_length, job.pipeline.stride)
+        self.clock = WindowClock(job.flow_length if job.span is None else job.span, job.pipeline.stride)
         self.pushes_every_frame = job.device.device == "cuda"  # the CUDA computer keeps its own previous frame
         self.prev_gray: np.ndarray | None = None
         self.next_index = self.frames.consumed  # resume where a previous incarnation stopped
@@ -69,11 +77,12 @@ class _SourceFlow:
         self.gap = (0, 0.0)
         self.epoch: int | None = None  # a restarted stage adopts the current epoch without reporting a gap
         self.rgb = np.empty(shape, dtype=np.uint8)
+        self.skipped = False  # frames were dropped since the last one processed
 
     def restart_chain(self) -> None:
         self.prev_gray = None
         self.clock.reset()
-        if hasattr(self.compute, "reset"):
+        if self.compute is not None and hasattr(self.compute, "reset"):
             self.compute.reset()
 
 
@@ -118,6 +127,7 @@ def _advance(src: _SourceFlow, job: FlowJob, stats: StatsBoard, push, stop) -> N
         skip_to = written - job.pipeline.live_queue
         stats.add(src.source, "dropped", skip_to - src.next_index)
         src.next_index = skip_to
+        src.skipped = True
     while src.next_index < written:
         index = src.next_index
         try:
@@ -127,6 +137,7 @@ def _advance(src: _SourceFlow, job: FlowJob, stats: StatsBoard, push, stop) -> N
             stats.add(src.source, "dropped")
             src.next_index += 1
             src.frames.set_consumed(src.next_index)
+            src.skipped = True
             continue
         src.next_index += 1
         src.frames.set_consumed(src.next_index)
@@ -134,18 +145,24 @@ def _advance(src: _SourceFlow, job: FlowJob, stats: StatsBoard, push, stop) -> N
             src.restart_chain()
             src.gap = (int(stats.get(src.source, "gap_frames")), stats.get(src.source, "gap_seconds"))
         src.epoch = epoch
-        gray = to_gray(src.rgb)
-        prev, src.prev_gray = src.prev_gray, gray
-        raw = src.compute(prev, gray) if prev is not None or src.pushes_every_frame else None
-        if raw is None:
-            continue
-        flow = quantize_flow(raw, src.bound)
+        if src.skipped:  # frames were skipped: a flow across them would span k frames, a motion scale
+            src.restart_chain()  # training never saw, so the chain (and the window clock) starts again here
+            src.skipped = False
+        # Every frame of the chain gets a slot (its RGB, and the flow ending at it when the bundle takes flow):
+        # clip and frame_stack inputs read past frames from here; the chain's first slot has no flow.
+        fields = {"frame_rgb": src.rgb}
+        if src.needs_flow:
+            gray = to_gray(src.rgb)
+            prev, src.prev_gray = src.prev_gray, gray
+            raw = src.compute(prev, gray) if prev is not None or src.pushes_every_frame else None
+            if raw is not None:
+                fields["flow"] = quantize_flow(raw, src.bound)
         if not src.live and not src.flows.wait_for_space(stop):
             return
-        end_index = src.flows.write(frame=frame_no, t_capture=t_capture, t_ready=time.time(), flow=flow,
-                                    frame_rgb=src.rgb)
-        stats.add(src.source, "flows")
-        if src.clock.add_flow():
+        end_index = src.flows.write(frame=frame_no, t_capture=t_capture, t_ready=time.time(), **fields)
+        if "flow" in fields:
+            stats.add(src.source, "flows")
+        if src.clock.add_frame():
             src.windows += 1
             stats.add(src.source, "windows")
             gap_frames, gap_seconds = src.gap

@@ -1,11 +1,14 @@
 """Inference stage: one process. Collects the windows that are ready (from every source), runs ONE
-spatial and ONE temporal engine call per batch, fuses, and hands results to the supervisor.
+engine call per network of the bundle per batch (two-stream: spatial and temporal), fuses as the
+bundle's [fusion] says, and hands results to the supervisor. Window inputs of every kind are built by
+stream.core.inputs from the frames and flows read out of the flow ring.
 
 Live sources keep only their newest pending window (older ones are counted as
 windows_dropped) so predictions stay current; files in fast pace lose nothing.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -14,8 +17,8 @@ import numpy as np
 from engines.base import EngineUnavailable
 from engines.loader import open_bundle
 from stream.core.config import EngineSettings, FusionSettings
-from stream.core.flow import normalize_rgb, stack_flows
-from stream.core.fusion import fuse_scores
+from stream.core.fusion import fuse_networks
+from stream.core.inputs import build_inputs
 from stream.runtime.events import WindowReady, WindowResult
 from stream.runtime.outage import OutageGuard
 from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
@@ -36,20 +39,23 @@ class InferenceJob:
 
 
 class _Batcher:
-    """Reads a window's inputs from the flow ring straight into preallocated batch arrays."""
+    """Reads a window's raw data from the flow ring straight into preallocated batch arrays: the newest
+    `needs.frames` RGB frames and `needs.flows` flow fields (one ring slot per frame, oldest first)."""
 
-    def __init__(self, job: InferenceJob, size: int, flow_length: int):
-        self.L = flow_length
+    def __init__(self, job: InferenceJob, size: int, needs):
+        self.F, self.L = needs.frames, needs.flows
+        self.slots = needs.slots  # slots one window reads, ending at its newest frame's slot
         self.rings = [ShmRing(layout, create=False) for layout in job.flow_rings]
-        self.rgb = np.empty((job.max_batch, size, size, 3), dtype=np.uint8)
-        self.flows = np.empty((job.max_batch, flow_length, size, size, 2), dtype=np.uint8)
+        self.rgb = np.empty((job.max_batch, self.F, size, size, 3), dtype=np.uint8) if self.F else None
+        self.flows = np.empty((job.max_batch, self.L, size, size, 2), dtype=np.uint8) if self.L else None
 
     def load(self, slot: int, win: WindowReady) -> bool:
-        ring = self.rings[win.source]
+        ring, end = self.rings[win.source], win.end_index
         try:
-            ring.read(win.end_index, "frame_rgb", out=self.rgb[slot])
+            for k in range(self.F):
+                ring.read(end - self.F + 1 + k, "frame_rgb", out=self.rgb[slot, k])
             for k in range(self.L):
-                ring.read(win.end_index - self.L + 1 + k, "flow", out=self.flows[slot, k])
+                ring.read(end - self.L + 1 + k, "flow", out=self.flows[slot, k])
         except SlotOverwritten:
             return False
         return True
@@ -57,7 +63,7 @@ class _Batcher:
     def release(self, win: WindowReady) -> None:
         """Tell the flow stage which slots the next window of this source can still need."""
         ring = self.rings[win.source]
-        ring.set_consumed(max(ring.consumed, win.end_index - self.L + 2))
+        ring.set_consumed(max(ring.consumed, win.end_index + 2 - self.slots))
 
 
 def inference_main(job: InferenceJob, stop, link: StageLink | None = None) -> None:
@@ -65,9 +71,10 @@ def inference_main(job: InferenceJob, stop, link: StageLink | None = None) -> No
         # verify_remote=False: a stage restarted during a Triton outage must start (the supervisor verified at start)
         loaded = open_bundle(job.model, kind=job.engine.kind, threads=job.engine.threads, options=job.engine,
                              verify_remote=False)
-        for engine in (loaded.spatial, loaded.temporal):  # the first run allocates: pay it before sources start
+        for engine in loaded.engines.values():  # the first run allocates: pay it before sources start
             try:
-                engine.run(np.zeros((1, *engine.input_shape), dtype=engine.input_dtype))
+                engine.run(*(np.zeros((1, *shape), dtype=dtype)
+                             for shape, dtype in zip(engine.input_shapes, engine.input_dtypes, strict=True)))
             except EngineUnavailable:  # a remote engine that is down now: OutageGuard handles it per batch
                 pass
         # bound only now: the supervisor lets sources start once this socket exists (models loaded)
@@ -95,16 +102,22 @@ class InferenceStage:
     def __init__(self, job: InferenceJob, loaded, stats: StatsBoard, push):
         self.job = job
         self.bundle = loaded.bundle
-        self.spatial = loaded.spatial
-        self.temporal = loaded.temporal
-        fusion = job.fusion
-        self.ws = fusion.spatial_weight if fusion.spatial_weight >= 0 else self.bundle.fusion_weights["spatial"]
-        self.wt = fusion.temporal_weight if fusion.temporal_weight >= 0 else self.bundle.fusion_weights["temporal"]
+        self.engines = loaded.engines
+        self.networks = self.bundle.networks
+        self.fusion = self.bundle.fusion
+        # [fusion] spatial_weight / temporal_weight (>= 0) override the bundle's weight of those networks
+        overrides = {"spatial": job.fusion.spatial_weight, "temporal": job.fusion.temporal_weight}
+        self.weights = {name: overrides[name] if overrides.get(name, -1) >= 0 else w
+                        for name, w in self.fusion.weights.items()}
+        self.two_stream = [n.name for n in self.networks] == ["spatial", "temporal"]
         self.stats = stats
         self.push = push
-        self.batcher = _Batcher(job, self.bundle.input_size, self.bundle.flow_length)
+        self.batcher = _Batcher(job, self.bundle.input_size, self.bundle.needs)
         self.outage = OutageGuard(stats, len(job.flow_rings), file_wait=job.engine.outage_file_wait,
                                   backoff_max=job.engine.outage_backoff_max)
+
+    def _run_engines(self, inputs: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+        return {name: engine.run(*inputs[name]) for name, engine in self.engines.items()}
 
     def _keep_latest_live(self, windows: list[WindowReady]) -> list[WindowReady]:
         newest = {w.source: i for i, w in enumerate(windows)}
@@ -133,18 +146,25 @@ class InferenceStage:
             if not ready:
                 continue
             n = len(ready)
-            spatial_in = normalize_rgb(self.batcher.rgb[:n], bundle.mean, bundle.std)
-            temporal_in = np.stack([stack_flows(self.batcher.flows[i], bundle.flow.stacking) for i in range(n)])
-            scores = self.outage.run(lambda: (self.spatial.run(spatial_in), self.temporal.run(temporal_in)),
+            rgb = None if self.batcher.rgb is None else self.batcher.rgb[:n]
+            flows = None if self.batcher.flows is None else self.batcher.flows[:n]
+            inputs = {net.name: build_inputs(net.inputs, rgb, flows, mean=bundle.mean, std=bundle.std,
+                                             stacking=bundle.flow.stacking) for net in self.networks}
+            logits = self.outage.run(functools.partial(self._run_engines, inputs),
                                      wait=not all(self.job.live[w.source] for w in ready))
-            if scores is None:  # engine unavailable (remote): these windows are dropped and counted
+            if logits is None:  # engine unavailable (remote): these windows are dropped and counted
                 for w in ready:
                     self.stats.add(w.source, "windows_dropped")
                 continue
-            ps, pt, pf = fuse_scores(*scores, spatial_weight=self.ws, temporal_weight=self.wt)
+            probs, pf = fuse_networks(logits, method=self.fusion.method, weights=self.weights,
+                                      network=self.fusion.network)
             t1 = time.time()
             for i, w in enumerate(ready):
+                if self.two_stream:  # the two-stream result, as before
+                    per_net = dict(spatial=probs["spatial"][i].tolist(), temporal=probs["temporal"][i].tolist())
+                else:
+                    per_net = dict(spatial=[], temporal=[], streams={k: p[i].tolist() for k, p in probs.items()})
                 self.push.send_pyobj(WindowResult(
                     source=w.source, frame=w.frame, t_capture=w.t_capture, t_flow=w.t_flow, t_infer_start=t0,
-                    t_infer_end=t1, spatial=ps[i].tolist(), temporal=pt[i].tolist(), fused=pf[i].tolist(), batch=n,
-                    gap_frames=w.gap_frames, gap_seconds=w.gap_seconds))
+                    t_infer_end=t1, fused=pf[i].tolist(), batch=n, gap_frames=w.gap_frames,
+                    gap_seconds=w.gap_seconds, **per_net))

@@ -23,9 +23,10 @@ from pathlib import Path
 import cv2
 import zmq
 
+from engines.bundle import check_rings, read_bundle
 from engines.loader import open_bundle
 from stream.core.config import Settings
-from stream.core.errors import ConfigError, SourceError
+from stream.core.errors import SourceError
 from stream.core.policy import resolve
 from stream.runtime.capture import CaptureJob, capture_main
 from stream.runtime.decider import Decider
@@ -107,18 +108,16 @@ class Pipeline:
         self.on_message = on_message  # called with every published payload (for --print)
         self.names = [s.name for s in specs]
         p = settings.pipeline
+        # the rings must hold the largest window before any network is loaded (2 x its frames + stride)
+        check_rings(read_bundle(p.model), flow_ring=p.flow_ring, stride=p.stride)
         loaded = open_bundle(p.model, kind=settings.engine.kind, threads=settings.engine.threads,
                              options=settings.engine)
         self.bundle = loaded.bundle
-        self.engine_backend = loaded.spatial.backend
+        self.engine_backend = loaded.backend
         self.engine_choice = loaded.choice
         del loaded
-        if p.flow_ring < 2 * self.bundle.flow_length + p.stride:
-            raise ConfigError(
-                f"[pipeline] flow_ring = {p.flow_ring}: must be >= 2*L + stride = "
-                f"{2 * self.bundle.flow_length + p.stride} for this model"
-            )
-        if settings.flow.device == "cuda":  # fail now, with the reason, rather than in the flow process
+        # fail now, with the reason, rather than in the flow process (a bundle without flow_stack computes no flow)
+        if settings.flow.device == "cuda" and self.bundle.needs_flow:
             from stream.runtime.flow_stage import make_flow_computer
 
             make_flow_computer(self.bundle.flow, self.bundle.input_size, settings.flow)
@@ -147,8 +146,11 @@ class Pipeline:
         self.frame_layouts, self.flow_layouts = [], []
         for _ in self.specs:
             fl = RingLayout(ShmRing.new_name("tsframe"), self.settings.pipeline.frame_ring, (("frame_rgb", (s, s, 3)),))
-            wl = RingLayout(ShmRing.new_name("tsflow"), self.settings.pipeline.flow_ring,
-                            (("flow", (s, s, 2)), ("frame_rgb", (s, s, 3))))
+            # one slot per frame: its RGB (frame, clip, frame_stack inputs) and, when a network takes a
+            # flow_stack, the flow ending at it; 112 px, 64 slots: 4.0 MB per source with flow, 2.4 MB without
+            fields = (("flow", (s, s, 2)), ("frame_rgb", (s, s, 3))) if self.bundle.needs_flow \
+                else (("frame_rgb", (s, s, 3)),)
+            wl = RingLayout(ShmRing.new_name("tsflow"), self.settings.pipeline.flow_ring, fields)
             self._rings += [ShmRing(fl, create=True), ShmRing(wl, create=True)]
             self.frame_layouts.append(fl)
             self.flow_layouts.append(wl)
@@ -162,7 +164,8 @@ class Pipeline:
         self.flow_job = FlowJob(
             frame_rings=tuple(self.frame_layouts), flow_rings=tuple(self.flow_layouts), live=live,
             stats_name=self.stats.name, flow_settings=b.flow, flow_length=b.flow_length, pipeline=p,
-            in_endpoint=self.ep_flow, out_endpoint=self.ep_infer, device=self.settings.flow)
+            in_endpoint=self.ep_flow, out_endpoint=self.ep_infer, device=self.settings.flow,
+            needs_flow=b.needs_flow, span=b.span)
         self.infer_job = InferenceJob(
             model=str(b.path), engine=self.settings.engine, fusion=self.settings.fusion,
             flow_rings=tuple(self.flow_layouts), live=live, stats_name=self.stats.name, max_batch=p.max_batch,
@@ -204,7 +207,7 @@ class Pipeline:
         # the bundle's [policy] ("none" threshold, background class) unless the config sets its own
         self.decider = Decider(self.names, labels=self.bundle.labels,
                                policy=resolve(settings.policy, self.bundle.policy),
-                               top=settings.fusion.top_k, flow_length=self.bundle.flow_length)
+                               top=settings.fusion.top_k, flow_length=self.bundle.span)
         publisher = Publisher(settings.publish, ctx=ctx)
         results = ctx.socket(zmq.PULL)
         old_handlers = self._install_signals()
