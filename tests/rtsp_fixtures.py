@@ -6,6 +6,7 @@ Import the fixtures into a test module with `from rtsp_fixtures import *  # noqa
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -23,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVER_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
-__all__ = ["free_port", "shm_segments", "RtspServer", "PipelineRun", "Collector", "write_config", "rtsp_server",
-           "h264_clip", "tiny_bundle", "silent_server", "gst_rtsp_ok", "ROOT"]
+__all__ = ["free_port", "shm_segments", "RtspServer", "PipelineRun", "Collector", "running", "write_config",
+           "rtsp_server", "h264_clip", "tiny_bundle", "silent_server", "gst_rtsp_ok", "ROOT"]
 
 
 def shm_segments() -> set[str]:
@@ -170,6 +171,18 @@ def silent_server(gst_rtsp_ok):
 def write_config(path: Path, **sections: dict) -> Path:
     """Write a TOML config from {section: {key: value}}."""
     return write_toml(path, sections)
+
+
+@contextlib.contextmanager
+def running(tmp: Path, sources: list[str], **kwargs):
+    """`PipelineRun(tmp, sources, **kwargs)` with a `Collector` on its endpoint; both closed on the way out."""
+    run = PipelineRun(tmp, sources, **kwargs)
+    collector = Collector(run.endpoint)
+    try:
+        yield run, collector
+    finally:
+        collector.close()
+        run.close()
 
 
 class Collector:

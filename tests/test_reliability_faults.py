@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 from rtsp_fixtures import *  # noqa: F403
-from rtsp_fixtures import ROOT, Collector, PipelineRun, shm_segments, write_config
+from rtsp_fixtures import ROOT, Collector, PipelineRun, running, shm_segments, write_config
 
 from stream.clients.client import EndOfStream, Prediction, Status
 
@@ -32,9 +32,8 @@ def _wait_preds(collector: Collector, source: str, after_seq: int, n: int, timeo
 
 @pytest.mark.parametrize("stage", ["ts-flow", "ts-inference"])
 def test_kill_9_stage_is_restarted(tmp_path, h264_clip, tiny_bundle, stage):
-    run = PipelineRun(tmp_path, [f"a={h264_clip}", f"b={h264_clip}"], bundle=tiny_bundle, config=_config(tmp_path))
-    collector = Collector(run.endpoint)
-    try:
+    with running(tmp_path, [f"a={h264_clip}", f"b={h264_clip}"], bundle=tiny_bundle,
+                 config=_config(tmp_path)) as (run, collector):
         for source in ("a", "b"):
             assert _wait_preds(collector, source, 0, 5, 30), run.stderr
         ours = run.shm_names()
@@ -60,26 +59,19 @@ def test_kill_9_stage_is_restarted(tmp_path, h264_clip, tiny_bundle, stage):
             seqs = [m.seq for m in collector.of(Prediction, source)]
             assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
             assert len(collector.of(EndOfStream, source)) == 1
-    finally:
-        collector.close()
-        run.close()
     assert not ours & shm_segments(), "shared memory leaked"
 
 
 def test_kill_9_of_a_file_capture_ends_that_source_with_error(tmp_path, h264_clip, tiny_bundle):
     """A file is not replayed from its start after its capture dies: that source ends (EOS with error), the
     other carries on to its normal end, and the exit status says a source failed."""
-    run = PipelineRun(tmp_path, [f"a={h264_clip}", f"b={h264_clip}"], bundle=tiny_bundle, config=_config(tmp_path))
-    collector = Collector(run.endpoint)
-    try:
+    with running(tmp_path, [f"a={h264_clip}", f"b={h264_clip}"], bundle=tiny_bundle,
+                 config=_config(tmp_path)) as (run, collector):
         for source in ("a", "b"):
             assert _wait_preds(collector, source, 0, 3, 30), run.stderr
         os.kill(run.children()["ts-capture:0"], signal.SIGKILL)
         code = run.wait(90)
         time.sleep(0.3)
-    finally:
-        collector.close()
-        run.close()
     assert code == 1, run.stderr
     eos = {m.source: m for m in collector.of(EndOfStream)}
     assert set(eos) == {"a", "b"}
@@ -93,9 +85,7 @@ def test_kill_9_of_a_file_capture_ends_that_source_with_error(tmp_path, h264_cli
 
 def test_kill_9_supervisor_leaves_no_shared_memory(tmp_path, h264_clip, tiny_bundle):
     """Even the supervisor dying hard must not leak /dev/shm: stages exit, the resource tracker unlinks."""
-    run = PipelineRun(tmp_path, [f"a={h264_clip}"], bundle=tiny_bundle, config=_config(tmp_path))
-    collector = Collector(run.endpoint)
-    try:
+    with running(tmp_path, [f"a={h264_clip}"], bundle=tiny_bundle, config=_config(tmp_path)) as (run, collector):
         assert _wait_preds(collector, "a", 0, 3, 30), run.stderr
         stages = run.children()
         ours = run.shm_names()
@@ -108,9 +98,6 @@ def test_kill_9_supervisor_leaves_no_shared_memory(tmp_path, h264_clip, tiny_bun
             time.sleep(0.1)
         assert not any(os.path.exists(f"/proc/{p}") for p in stages.values()), "stage outlived the supervisor"
         assert not ours & shm_segments(), "shared memory leaked after kill -9 of the supervisor"
-    finally:
-        collector.close()
-        run.close()
 
 
 def _broken_copies(clip, tmp_path):
@@ -127,16 +114,11 @@ def test_truncated_and_corrupt_files_end_with_error(tmp_path, h264_clip, tiny_bu
     truncated, corrupt = _broken_copies(h264_clip, tmp_path)
     random_bytes = tmp_path / "random.mp4"
     random_bytes.write_bytes(np.random.default_rng(2).integers(0, 256, 50_000, dtype=np.uint8).tobytes())
-    run = PipelineRun(tmp_path, [f"good={h264_clip}", f"cut={truncated}", f"noise={corrupt}", f"junk={random_bytes}"],
-                      bundle=tiny_bundle,
-                      config=_config(tmp_path), extra=["--pace", "fast", "--stride", "10"])
-    collector = Collector(run.endpoint)
-    try:
+    with running(tmp_path, [f"good={h264_clip}", f"cut={truncated}", f"noise={corrupt}", f"junk={random_bytes}"],
+                 bundle=tiny_bundle, config=_config(tmp_path),
+                 extra=["--pace", "fast", "--stride", "10"]) as (run, collector):
         code = run.wait(120)
         time.sleep(0.3)
-    finally:
-        collector.close()
-        run.close()
     assert code == 1, run.stderr
     eos = {m.source: m for m in collector.of(EndOfStream)}
     assert set(eos) == {"good", "cut", "noise", "junk"}
@@ -158,9 +140,8 @@ def test_truncated_and_corrupt_files_end_with_error(tmp_path, h264_clip, tiny_bu
 
 
 def test_sigterm_drains_and_exits_within_bound(tmp_path, h264_clip, tiny_bundle):
-    run = PipelineRun(tmp_path, [f"a={h264_clip}", f"b={h264_clip}"], bundle=tiny_bundle, config=_config(tmp_path))
-    collector = Collector(run.endpoint)
-    try:
+    with running(tmp_path, [f"a={h264_clip}", f"b={h264_clip}"], bundle=tiny_bundle,
+                 config=_config(tmp_path)) as (run, collector):
         for source in ("a", "b"):
             assert _wait_preds(collector, source, 0, 3, 30), run.stderr
         ours = run.shm_names()
@@ -170,9 +151,6 @@ def test_sigterm_drains_and_exits_within_bound(tmp_path, h264_clip, tiny_bundle)
         code = run.wait(20)
         took = time.monotonic() - t0
         time.sleep(0.3)
-    finally:
-        collector.close()
-        run.close()
     print(f"\nSIGTERM: exited with {code} after {took:.2f} s")
     assert code == 0 and took < 5.0 + 2.0  # stop_timeout + process teardown
     for source in ("a", "b"):

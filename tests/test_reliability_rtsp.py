@@ -11,7 +11,7 @@ import signal
 import time
 
 from rtsp_fixtures import *  # noqa: F403
-from rtsp_fixtures import Collector, PipelineRun, shm_segments, write_config
+from rtsp_fixtures import Collector, PipelineRun, running, shm_segments, write_config
 
 from stream.clients.client import EndOfStream, Prediction, Status
 
@@ -41,9 +41,7 @@ def _seqs(collector: Collector, source: str) -> list[int]:
 
 def test_rtsp_predictions_arrive(tmp_path, rtsp_server, tiny_bundle):
     server = rtsp_server()
-    run = PipelineRun(tmp_path, [f"cam={server.url}"], bundle=tiny_bundle, config=_config(tmp_path))
-    collector = Collector(run.endpoint)
-    try:
+    with running(tmp_path, [f"cam={server.url}"], bundle=tiny_bundle, config=_config(tmp_path)) as (run, collector):
         assert collector.wait_for(lambda m: isinstance(m, Prediction) and m.seq >= 10, 30), run.stderr
         ours = run.shm_names()
         assert len(ours) == 3
@@ -55,17 +53,12 @@ def test_rtsp_predictions_arrive(tmp_path, rtsp_server, tiny_bundle):
         assert _stop(run, collector) == 0
         eos = collector.of(EndOfStream, "cam")
         assert len(eos) == 1 and not eos[0].error
-    finally:
-        collector.close()
-        run.close()
     assert not ours & shm_segments()
 
 
 def test_rtsp_server_restart_reconnects_with_gap(tmp_path, rtsp_server, tiny_bundle):
     server = rtsp_server()
-    run = PipelineRun(tmp_path, [f"cam={server.url}"], bundle=tiny_bundle, config=_config(tmp_path))
-    collector = Collector(run.endpoint)
-    try:
+    with running(tmp_path, [f"cam={server.url}"], bundle=tiny_bundle, config=_config(tmp_path)) as (run, collector):
         assert collector.wait_for(lambda m: isinstance(m, Prediction) and m.seq >= 5, 30), run.stderr
         capture_pid = run.children()["ts-capture:0"]
         fds_before = len(os.listdir(f"/proc/{capture_pid}/fd"))
@@ -100,17 +93,12 @@ def test_rtsp_server_restart_reconnects_with_gap(tmp_path, rtsp_server, tiny_bun
         assert seqs[-1] - seqs[0] + 1 == len(seqs), "a prediction was lost on a healthy subscriber"
         status = [m for m in collector.of(Status, "cam") if m.raw.get("reconnects")]
         assert status and status[-1].raw["reconnects"] >= 1
-    finally:
-        collector.close()
-        run.close()
 
 
 def test_stall_detected_within_bound(tmp_path, rtsp_server, tiny_bundle):
     """The server keeps the session open but sends no more RTP: a stall, not a disconnect."""
     server = rtsp_server()
-    run = PipelineRun(tmp_path, [f"cam={server.url}"], bundle=tiny_bundle, config=_config(tmp_path))
-    collector = Collector(run.endpoint)
-    try:
+    with running(tmp_path, [f"cam={server.url}"], bundle=tiny_bundle, config=_config(tmp_path)) as (run, collector):
         assert collector.wait_for(lambda m: isinstance(m, Prediction) and m.seq >= 3, 30), run.stderr
         t_pause = time.monotonic()
         server.command("pause")
@@ -125,17 +113,12 @@ def test_stall_detected_within_bound(tmp_path, rtsp_server, tiny_bundle):
         server.command("resume")
         assert collector.wait_for(lambda m: isinstance(m, Prediction) and m.gap is not None, 30), run.stderr
         assert _stop(run, collector) == 0
-    finally:
-        collector.close()
-        run.close()
 
 
 def test_silent_server_times_out_and_sigterm_is_bounded(tmp_path, silent_server, tiny_bundle):
     """A server that accepts the TCP connection and never answers: open times out, retried, never hangs."""
     config = _config(tmp_path, open_timeout=1.0)
-    run = PipelineRun(tmp_path, [f"cam={silent_server.url}"], bundle=tiny_bundle, config=config)
-    collector = Collector(run.endpoint)
-    try:
+    with running(tmp_path, [f"cam={silent_server.url}"], bundle=tiny_bundle, config=config) as (run, collector):
         t = collector.wait_for(lambda m: isinstance(m, Status) and m.raw.get("attempts", 0) >= 2, 30)
         assert t is not None, f"no retried attempts reported\n{run.stderr}"
         ours = run.shm_names()
@@ -144,9 +127,6 @@ def test_silent_server_times_out_and_sigterm_is_bounded(tmp_path, silent_server,
         assert _stop(run, collector, bound=8.0) == 0
         eos = collector.of(EndOfStream, "cam")
         assert len(eos) == 1
-    finally:
-        collector.close()
-        run.close()
     assert ours and not ours & shm_segments()
 
 
@@ -154,18 +134,13 @@ def test_rtsp_password_never_shown(tmp_path, rtsp_server, tiny_bundle):
     secret = "s3cr3tPassw0rd"
     server = rtsp_server(user="viewer", password=secret)
     wrong = server.url.replace(secret, secret + "X")  # bad password: error paths must mask it too
-    run = PipelineRun(tmp_path, [f"cam={server.url}", f"bad={wrong}"], bundle=tiny_bundle,
-                      config=_config(tmp_path), extra=["--print", "--json"])
-    collector = Collector(run.endpoint)
-    try:
+    with running(tmp_path, [f"cam={server.url}", f"bad={wrong}"], bundle=tiny_bundle, config=_config(tmp_path),
+                 extra=["--print", "--json"]) as (run, collector):
         assert collector.wait_for(lambda m: isinstance(m, Prediction) and m.source == "cam" and m.seq >= 3, 30), \
             run.stderr
         assert collector.wait_for(lambda m: isinstance(m, Status) and m.source == "bad" and
                                   m.raw.get("attempts", 0) >= 2, 20), run.stderr
         _stop(run, collector)
-    finally:
-        collector.close()
-        run.close()
     published = [m.raw for _, m in collector.messages]
     status = [m for m in published if m.get("event") == "status" and m["source"] == "cam"]
     assert status and status[-1]["url"] == f"rtsp://viewer:***@127.0.0.1:{server.port}/stream"

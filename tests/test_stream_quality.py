@@ -11,6 +11,7 @@ from itertools import pairwise
 import cv2
 import numpy as np
 import pytest
+from conftest import count_frames
 
 from stream.core.errors import ConfigError
 from stream.core.policy import PolicySettings, decide_all, make_policy
@@ -307,16 +308,6 @@ def test_policy_settings_validation(kwargs, key):
 
 
 # --- development streams from real clips -----------------------------------------------------------
-def _count_frames(path) -> int:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), path
-    n = 0
-    while cap.read()[0]:
-        n += 1
-    cap.release()
-    return n
-
-
 def test_make_sequences_weizmann4(shared_data, tmp_path, twostream_cmd, repo_root):
     data = shared_data / "weizmann4"
     out = tmp_path / "streams"
@@ -325,20 +316,20 @@ def test_make_sequences_weizmann4(shared_data, tmp_path, twostream_cmd, repo_roo
     assert proc.returncode == 0, proc.stderr
     video = out / "weizmann4_actor2.mp4"
     ann = load_annotation(out / "weizmann4_actor2.json")
-    assert _count_frames(video) == ann.frames
+    assert count_frames(video) == ann.frames
     assert ann.segments[0].start == 0 and ann.segments[-1].end == ann.frames
     assert all(a.end == b.start for a, b in pairwise(ann.segments))  # contiguous
     assert sorted(s.label for s in ann.segments) == sorted(["bend", "jack", "wave1", "wave2"] * 2)  # 2 rounds
     assert all(a.label != b.label for a, b in pairwise(ann.segments))  # each boundary is a switch
     for seg in ann.segments:  # each segment is one whole clip of this actor and label
         assert seg.source == f"{seg.label}/actor2_{seg.label}.mp4"
-        assert seg.length == _count_frames(data / seg.source)
+        assert seg.length == count_frames(data / seg.source)
 
     from train.sequences import make_sequences
     [hand] = make_sequences(data, out, handheld=True, seed=3, groups=["actor2"], progress=False)
     hann = load_annotation(hand.annotation)
     assert hand.video.name == "weizmann4_actor2_handheld.mp4"
-    assert hann.segments == ann.segments and _count_frames(hand.video) == hann.frames
+    assert hann.segments == ann.segments and count_frames(hand.video) == hann.frames
     clean_cap, hand_cap = cv2.VideoCapture(str(video)), cv2.VideoCapture(str(hand.video))
     diffs = []
     for _ in range(40):
