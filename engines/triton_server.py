@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from stream.core.ports import free_port  # also imported from here by the Triton tests
 
 DEFAULT_VENV = Path(__file__).resolve().parents[1] / ".venv" / "tritonserver"
 SHM_GLOB = "triton_python_backend_shm_region_*"
@@ -70,12 +71,6 @@ def find_install(venv: str | Path | None = None) -> tuple[TritonInstall | None, 
     env.pop("PYTHONPATH", None)
     env["VIRTUAL_ENV"] = str(venv)
     return TritonInstall(venv=venv, binary=binary, backends=backends, env=env), ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _shm_regions() -> set[str]:
