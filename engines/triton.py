@@ -87,7 +87,7 @@ class TritonEngine:
         self._server_max_batch = 0
         self._client = None
         self._grpc = None
-        self.choice_reason = f"[engine] kind = triton: {model_name} on {url}"
+        self.choice_reason = f"[engine] kind = triton: {url}"
         if verify:
             try:
                 self.verify()

@@ -100,7 +100,7 @@ class LocalTritonServer:
         cmd = [str(self.install.binary), f"--model-repository={self.repo}",
                f"--backend-directory={self.install.backends}", "--allow-http=false", "--allow-metrics=false",
                "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}", "--log-verbose=0",
-               "--exit-on-error=true", "--strict-readiness=true"]
+               "--exit-on-error=true", "--strict-readiness=true", "--exit-timeout-secs=3"]
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
