@@ -167,7 +167,7 @@ def main(args: argparse.Namespace) -> int:
     # every window at --stride goes through the policy and each change into an action is a false alarm.
     from stream.core.policy import PolicySettings, background_index, decide_all, gate, is_none, label_name, resolve
     from stream.quality.metrics import false_alarms_per_minute
-    from train.fit import _fps, stride_scores
+    from train.window_scores import stride_scores, video_fps
 
     policy = resolve(PolicySettings(), bundle.policy)
     bg_index = background_index(policy, bundle.labels)
@@ -215,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
             decided_ok += decided == "none"
             scores = stride_scores(loaded, frames, flows, max(1, args.stride), batch=max(1, args.batch))
             window_names = [d.name(bundle.labels) for d in decide_all(scores, policy, bundle.labels)]
-            minutes = len(frames) / _fps(source_root / item.rel) / 60.0
+            minutes = len(frames) / video_fps(source_root / item.rel) / 60.0
             bg["videos"] += 1
             bg["minutes"] += minutes
             bg["alarms"] += false_alarms_per_minute(window_names, minutes) * minutes

@@ -45,6 +45,7 @@ import numpy as np
 from stream.core.errors import ConfigError, SourceError
 from stream.core.policy import BACKGROUND_LABEL
 from train.datasets import VIDEO_EXTENSIONS, natural_key
+from train.window_scores import stride_scores, video_fps
 
 GROUP_PATTERNS = (r"actor[_-]?(\d+)", r"person[_-]?(\d+)", r"subject[_-]?(\d+)", r"_g(\d+)_")
 STAGED_REGEX = r"^g(\d+)__"  # the staged names carry the chosen group: one exact --split group for every phase
@@ -360,28 +361,6 @@ def parse_duration(text: str) -> float:
 
 
 # --- threshold -----------------------------------------------------------------------------------
-def stride_ends(num_frames: int, span: int, stride: int) -> list[int]:
-    """Newest frames of the windows the runtime publishes for a file of num_frames (fast pace)."""
-    return list(range(span, num_frames, stride))
-
-
-def stride_scores(loaded, frames, flows, stride: int, batch: int = 32) -> np.ndarray:
-    """(windows, classes) fused probabilities of every window the runtime would publish (fast pace, one every
-    `stride` frames once the first is complete), through the bundle's engines and its [fusion]."""
-    from stream.core.fusion import fuse_networks
-    from stream.core.offline import bundle_window_inputs
-
-    b = loaded.bundle
-    ends = stride_ends(len(frames), b.span, stride)
-    out = []
-    for i in range(0, len(ends), batch):
-        inputs = bundle_window_inputs(b, frames, flows, ends[i:i + batch])
-        logits = {name: engine.run(*inputs[name]) for name, engine in loaded.engines.items()}
-        _, fused = fuse_networks(logits, method=b.fusion.method, weights=b.fusion.weights, network=b.fusion.network)
-        out.append(fused)
-    return np.concatenate(out) if out else np.zeros((0, b.num_classes))
-
-
 def threshold_table(action: list[tuple[np.ndarray, str]], background: list[tuple[np.ndarray, float]],
                     labels: tuple[str, ...], kind: str = "ema", thresholds=THRESHOLDS) -> list[dict]:
     """For each candidate min_score: window accuracy on the action videos ("none" = a miss), and false
@@ -650,7 +629,7 @@ def choose_threshold(out: Path, extracted: Path, index: dict, split: FitSplit, o
         if not len(scores):
             continue
         if cls == BACKGROUND_LABEL:
-            background.append((scores, len(frames) / _fps(video) / 60.0))
+            background.append((scores, len(frames) / video_fps(video) / 60.0))
         else:
             action.append((scores, cls))
     rows = threshold_table(action, background, labels)
@@ -674,15 +653,6 @@ def choose_threshold(out: Path, extracted: Path, index: dict, split: FitSplit, o
             "stride": opts["stride"], "policy": "ema(alpha=0.5) (the runtime default)"}
 
 
-def _fps(video: Path) -> float:
-    import cv2
-
-    cap = cv2.VideoCapture(str(video))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    cap.release()
-    return fps if fps and 1.0 <= fps <= 240.0 else 25.0
-
-
 def _last_row(run_dir: Path) -> dict:
     log = run_dir / "log.csv"
     if not log.is_file():
@@ -704,14 +674,15 @@ def markdown_summary(s: dict) -> str:
     ev, th = s["evaluation"], s["threshold"]
     lines = [f"# twostream fit: {s['bundle']}", "", f"`{s['command']}`", "",
              "## Data", "", f"- {s['data']}" + (f" + background {s['background']}" if s["background"] else ""),
-             f"- classes: " + ", ".join(f"{c} ({n})" for c, n in s["classes"].items()),
+             "- classes: " + ", ".join(f"{c} ({n})" for c, n in s["classes"].items()),
              f"- skipped files: {len(s['skipped'])}"]
     lines += [f"  - {x['file']}: {x['why']}" for x in s["skipped"][:50]]
     lines += [f"- split: {s['split']}", f"- {s['train_videos']} training / {s['val_videos']} validation videos", "",
               "## Training", "", f"{s['arch']} both streams, {s['epochs']} epochs, export {s['quantize']}.", "",
               "| stream | train loss | train acc | val acc |", "|---|---:|---:|---:|"]
     for stream, row in s["training"].items():
-        lines.append(f"| {stream} | {row.get('train_loss', '-')} | {row.get('train_acc', '-')} | {row.get('val_acc', '-')} |")
+        cells = [row.get(key, "-") for key in ("train_loss", "train_acc", "val_acc")]
+        lines.append(f"| {stream} | " + " | ".join(str(c) for c in cells) + " |")
     lines += ["", "![spatial](curves_spatial.png) ![temporal](curves_temporal.png)", "",
               f"## Validation ({ev['videos']} videos, video level, through the exported bundle)", "",
               f"spatial {_pct(ev['spatial']['accuracy'])}, temporal {_pct(ev['temporal']['accuracy'])}, "
