@@ -45,4 +45,4 @@ test: lint system-deps triton-server
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache
