@@ -7,7 +7,10 @@ stats board, a parent-alive check, and logging that goes to the supervisor (whic
 its own format and level). FFmpeg and OpenCV write their chatter straight to file descriptor 2 from
 C (`[tcp @ 0x...] Connection ... refused`, `[ WARN:0@0.2] global cap.cpp:212 ...`); inside the
 runtime fd 2 is a pipe whose lines are logged at DEBUG, so the user sees our one-line messages and
-`--verbose` shows the chatter. Python's own sys.stderr (tracebacks, warnings) still reaches the terminal.
+`twostream run -v` shows the chatter. Python's own sys.stderr (tracebacks, warnings) still reaches the
+terminal. Measured on an unreachable RTSP URL: OPENCV_LOG_LEVEL=ERROR hides only OpenCV's `[ WARN` line
+(FFmpeg's `[tcp @` line stays); OPENCV_FFMPEG_LOGLEVEL=-8 hides FFmpeg's too, but then nothing could
+show it on request. The pipe catches both, and any other library writing to fd 2 from C.
 """
 from __future__ import annotations
 
@@ -54,7 +57,7 @@ class _ForwardHandler(logging.Handler):
 
         if self.socket is None:  # closed: the stage is exiting
             return
-        try:  # Handler.handle holds self.lock: the chatter thread and the main thread never share the socket
+        try:  # Handler.handle holds self.lock: the chatter thread and the main thread take turns on the socket
             self.socket.send_pyobj(StageLog(record.name, record.levelno, self.format(record)), flags=zmq.NOBLOCK)
         except zmq.Again:
             pass
