@@ -254,8 +254,10 @@ def test_live_source_survives_a_server_restart_dropping_windows_meanwhile(own_se
     assert statuses[-1][1].details.get("engine_state") == "ok"
     eos = [m for m in messages if isinstance(m, EndOfStream)]
     assert len(eos) == 1 and not eos[0].error and eos[0].windows_dropped > 0  # live: dropped (and counted)
-    print(f"\nlive outage: server down {marks['ready'] - marks['killed']:.1f} s (kill -> ready again); first "
-          f"prediction {after[0][0] - marks['ready']:.2f} s after ready; {eos[0].windows_dropped} windows dropped")
+    said = min(t for t, m in statuses if t > marks["killed"] and m.details.get("engine_state") == "unavailable")
+    print(f"\nlive outage: server down {marks['ready'] - marks['killed']:.1f} s (kill -> ready again); status said "
+          f"unavailable {said - marks['killed']:.2f} s after the kill (status every 1 s); first prediction "
+          f"{after[0][0] - marks['ready']:.2f} s after ready; {eos[0].windows_dropped} windows dropped")
 
 
 def test_fast_file_waits_for_the_server_and_loses_nothing(own_server, bundles, tmp_path, shared_data):
