@@ -17,6 +17,7 @@ COMMANDS = [
     ("train", "train.cmd_train", "train the spatial or temporal stream"),
     ("eval", "train.cmd_eval", "video-level accuracy of a bundle or checkpoints on a dataset"),
     ("export", "train.cmd_export", "export checkpoints to an ONNX model bundle"),
+    ("family", "train.cmd_family", "train/export/eval/bench the other families: convfusion, hidden, i3d, r2plus1d"),
     ("make-sequences", "train.cmd_sequences", "stitch labelled clips into annotated continuous streams"),
     ("fit", "train.cmd_fit", "one command from labelled videos to an evaluated bundle (with a none threshold)"),
     ("eval-stream", "stream.cli.eval_stream", "streaming quality: window accuracy, switch delay, flicker"),

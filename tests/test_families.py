@@ -1,0 +1,173 @@
+"""Issue 13 families: exact 2D rewrite of inflated convs, conv fusion's one-window form, MotionNet's loss,
+and per family a tiny real run: train a few steps on real weizmann4 clips, export (ORT vs torch parity),
+a format-2 bundle the runtime's reader accepts, evaluation through ONNX Runtime."""
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from stream.cli import main as cli  # noqa: E402
+from train.extract import extract_dataset, load_video, read_index  # noqa: E402
+
+SPLIT = ["--split", "group", "--group-regex", r"actor(\d+)", "--val-groups", "2"]
+
+
+@pytest.fixture(scope="module")
+def extraction(shared_data, tmp_path_factory):
+    """bend vs jack, actors 0-2, 32 px, first 24 frames, frames and DIS flow from the runtime code."""
+    src = tmp_path_factory.mktemp("w4fam")
+    for cls in ("bend", "jack"):
+        (src / cls).mkdir()
+        for a in (0, 1, 2):
+            f = next((shared_data / "weizmann4" / cls).glob(f"*actor{a}*"))
+            shutil.copy(f, src / cls / f.name)
+    out = tmp_path_factory.mktemp("w4fam_ext")
+    extract_dataset(src, out, size=32, max_frames=24, workers=1, progress=False)
+    return out
+
+
+def test_temporal_conv_rewrite_equals_conv3d():
+    from train.families.i3d import TemporalConv
+    from train.models import build_model
+
+    net = build_model("efficientnet_lite0", 4, 3)  # real Conv2dSame layers: dense stem and a strided depthwise conv
+    torch.manual_seed(0)
+    for conv, channels in ((net._conv_stem, 3), (net._blocks[1]._depthwise_conv, 96), (net._blocks[3]._depthwise_conv, 144)):
+        tc = TemporalConv(conv, 3, clip_length=5)
+        with torch.no_grad():
+            tc.weight.normal_()  # distinct taps: a wrong tap order or shift direction would show
+        x = torch.randn(2 * 5, channels, 17, 17)
+        rewritten = tc(x)
+        tc.impl = "conv3d"
+        reference = tc(x)
+        assert rewritten.shape == reference.shape
+        assert float((rewritten - reference).abs().max()) < 1e-4 * float(reference.abs().max())
+
+
+def test_inflation_bootstraps_the_2d_kernel():
+    from train.families.i3d import I3DLite0
+
+    model = I3DLite0(4, clip_length=4, inflate="stem_last", weights=None)
+    stem = model.backbone._conv_stem
+    assert stem.weight.shape[2] == 3
+    assert torch.allclose(stem.weight.sum(dim=2) / 3, stem.weight[:, :, 0], atol=1e-7)  # t equal copies of W/t
+    names = model.temporal_convs()
+    assert "backbone._conv_stem" in names and "backbone._blocks.8._depthwise_conv" in names
+    assert "backbone._blocks.7._depthwise_conv" not in names
+    assert len(I3DLite0(4, 4, "all_dw", weights=None).temporal_convs()) == 17
+    assert I3DLite0(4, 4, "none", weights=None).temporal_convs() == []
+
+
+def test_convfusion_one_window_is_training_on_a_static_sequence(extraction):
+    from stream.core.flow import normalize_rgb, stack_flows
+    from train.families.convfusion import ConvFusionNet
+
+    torch.manual_seed(0)
+    net = ConvFusionNet(3, flow_length=2).eval()  # ImageNet towers: activations that depend on the input
+    index = read_index(extraction)
+    frames, flows = load_video(extraction, index["videos"][sorted(index["videos"])[0]])
+    rgb = torch.from_numpy(normalize_rgb(frames[[4, 10, 16, 22]], [127.0] * 3, [128.0] * 3))
+    fl = torch.from_numpy(np.stack([stack_flows(flows[e - 2:e], "interleaved") for e in (4, 10, 16, 22)]))
+    with torch.no_grad():
+        net.tfuse.weight.normal_(1.0, 0.3)  # a trained-looking temporal conv, not the identity init
+        one = net(rgb[:2], fl[:2])
+        net.segments = 3
+        static = net(rgb[:2].repeat_interleave(3, 0), fl[:2].repeat_interleave(3, 0))
+        moving = net(rgb[[0, 2, 3, 1, 2, 3]], fl[[0, 2, 3, 1, 2, 3]])
+    assert torch.allclose(one, static, atol=1e-4)
+    assert not torch.allclose(static, moving, atol=1e-3)
+    assert torch.allclose(one.exp().sum(1), torch.ones(2), atol=1e-5)  # score fusion: log of averaged softmax
+
+
+def test_motion_photometric_error_finds_the_true_shift(extraction):
+    from train.families.motion import photometric_error, unsupervised_loss
+
+    index = read_index(extraction)
+    frames, _ = load_video(extraction, next(iter(index["videos"].values())), flows=False)
+    img = torch.from_numpy(frames[5].astype(np.float32).transpose(2, 0, 1))[None] / 128.0
+    shifted = torch.roll(img, shifts=2, dims=3)  # content moves 2 px right: first(x) = second(x + 2)
+    true = torch.zeros(1, 2, 32, 32)
+    true[:, 0] = 2.0
+    assert float(photometric_error(img, shifted, true)) < 0.2 * float(photometric_error(img, shifted, true * 0))
+    stack = torch.cat([img, shifted], 1)
+    good = unsupervised_loss([true / 20.0], stack, 1, 20.0, scale_weights=(1.0,))
+    bad = unsupervised_loss([true * 0], stack, 1, 20.0, scale_weights=(1.0,))
+    assert float(good) < float(bad)
+
+
+@pytest.fixture(scope="module")
+def spatial_run(extraction, tmp_path_factory):
+    out = tmp_path_factory.mktemp("late") / "spatial"
+    assert cli(["train", "--stream", "spatial", str(extraction), "--epochs", "1", "--max-steps", "1", "--batch-size", "2",
+                "--no-progress", "--out", str(out), *SPLIT]) == 0
+    return out
+
+
+@pytest.mark.parametrize("family,extra", [
+    ("i3d", ["--clip-length", "4"]),
+    ("convfusion", ["--segments", "2"]),
+    ("hidden", ["--motion-width", "4", "--motion-epochs", "1", "--segments", "2"]),
+    ("r2plus1d", ["--clip-length", "4", "--tiny"]),
+])
+def test_family_trains_exports_and_evaluates(family, extra, extraction, spatial_run, tmp_path):
+    from engines.bundle import read_bundle
+    from train.families.export import real_windows, run_onnx, torch_logits
+    from train.families.loop import load_family_checkpoint
+    from train.families.registry import FAMILIES, input_params
+    from train.onnx_export import ort_session
+
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    assert cli(["family", "train", family, str(extraction), "--out", str(run), "--epochs", "1", "--max-steps", "2",
+                "--batch-size", "2", *extra, *SPLIT]) == 0
+    log = (run / "log.csv").read_text().splitlines()
+    assert len(log) == 2 and log[1].startswith("0,")
+    export = ["family", "export", str(run), str(bundle), "--windows", "4"]
+    if family == "hidden":
+        export += ["--spatial", str(spatial_run)]
+    assert cli(export) == 0
+
+    doc = tomllib.loads((bundle / "bundle.toml").read_text())
+    assert doc["model"]["format"] == 2 and doc["model"]["family"] == family
+    parsed = read_bundle(bundle)  # the runtime's reader accepts it
+    assert parsed.format == 2
+    net = FAMILIES[family]
+    names = [n["name"] for n in doc["networks"]]
+    assert net.onnx_name in names
+    assert doc["networks"][names.index(net.onnx_name)]["inputs"] == list(net.kinds)
+    if family == "hidden":
+        assert doc["fusion"]["method"] == "late" and set(doc["fusion"]["weights"]) == {"spatial", "hidden"}
+    else:
+        assert doc["fusion"] == {"method": "single", "network": net.onnx_name}
+
+    # independent parity: the shipped graph against the checkpoint on real windows of held-out video
+    model, meta = load_family_checkpoint(run / "last.pt")
+    index = read_index(extraction)
+    params = input_params(meta["config"])
+    x = real_windows(extraction, index, net.kinds, params, 3, meta["config"]["mean"], meta["config"]["std"],
+                     rels=meta["val_videos"])
+    got = run_onnx(ort_session(bundle / f"{net.onnx_name}.onnx"), x)
+    want = torch_logits(model, x, net.kinds)
+    assert got.shape == (3, 2)
+    assert float(np.abs(got - want).max()) < 1e-3
+
+    out = tmp_path / "eval.json"
+    assert cli(["family", "eval", str(bundle), str(extraction), "--windows", "3", "--json", str(out), *SPLIT]) == 0
+    result = json.loads(out.read_text())
+    assert result["videos"] == 2 and {r["video"].split("/")[1][:6] for r in result["per_video"]} == {"actor2"}
+    assert set(result["accuracy"]) == set(names) | {"fused"}
+    assert all(v in (0.0, 0.5, 1.0) for v in result["accuracy"].values())
+
+
+def test_hidden_export_without_spatial_is_a_clear_error(extraction, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(["family", "train", "hidden", str(extraction), "--out", str(run), "--epochs", "1", "--max-steps", "1",
+                "--batch-size", "2", "--motion-width", "4", "--motion-epochs", "0", *SPLIT]) == 0
+    assert cli(["family", "export", str(run), str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("twostream family: error:") and "--spatial" in err[-1]
