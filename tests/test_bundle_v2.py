@@ -297,7 +297,8 @@ def _variant(src: Path, dst: Path, edit) -> Path:
 
 
 MALFORMED = [
-    ("hidden", lambda t: t.replace('inputs = ["frame_stack"]', 'inputs = ["optical"]').replace("stack_length = 3\n", ""),
+    ("hidden",
+     lambda t: t.replace('inputs = ["frame_stack"]', 'inputs = ["optical"]').replace("stack_length = 3\n", ""),
      "unknown input kind 'optical'"),
     ("clip", lambda t: t.replace("clip_length = 4", "clip_length = 40"), "flow_ring = 64 must be >= 2 x 79"),
     ("hidden", lambda t: t.replace("stack_length = 3", "stack_length = 40"), "flow_ring = 64 must be >= 2 x 41"),
@@ -308,7 +309,8 @@ MALFORMED = [
     ("frame_only", lambda t: t.replace("input_size = 32", "input_size = 48"), "needs (3, 48, 48)"),
     ("late", lambda t: t.replace("temporal = 1.5", "tempral = 1.5"), "weights names unknown network 'tempral'"),
     ("hidden", lambda t: t.replace(", motion = 2.0", ""), "has no weight for network 'motion'"),
-    ("convfusion", lambda t: t.replace('network = "fusion"', 'network = "fused"'), "network = 'fused' is not a network"),
+    ("convfusion", lambda t: t.replace('network = "fusion"', 'network = "fused"'),
+     "network = 'fused' is not a network"),
 ]
 
 

@@ -195,8 +195,8 @@ def test_camera_motion_extraction_moves_frames_reproducibly(tiny_dataset, tmp_pa
 def test_training_draws_camera_motion_variants_only_when_training(tiny_dataset, tmp_path, monkeypatch):
     """SegmentDataset itself: which flow (clean or camera-moved variant) each sample it returns was cut from."""
     pytest.importorskip("torch")
-    from train import segments as segments_module
     from stream.core.flow import stack_flows
+    from train import segments as segments_module
     from train.datasets import VideoItem
     from train.segments import SegmentDataset
 

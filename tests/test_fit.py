@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from stream.cli import main as cli
-from stream.core.errors import ConfigError
 
 pytest.importorskip("torch")
 
@@ -198,8 +197,8 @@ def test_fit_end_to_end_tiny_real_subset_resumes_and_publishes_background_as_non
     _one_line_error(capsys, argv + ["--epochs", "2"], "holds a fit made with other arguments")
 
     # the runtime publishes the background class as none, never as "_background"
-    from tests.conftest import run_pipeline
     from stream.clients.client import Change, Prediction
+    from tests.conftest import run_pipeline
 
     cfg = tmp_path / "c.toml"
     cfg.write_text('[policy]\nkind = "none"\nmin_score = 0.0\n')  # the bundle's background still applies

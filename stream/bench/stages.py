@@ -247,9 +247,10 @@ def run(ctx: BenchContext) -> None:
     r.measure(f"{ROOT}/flow/tvl1-source-size/ms_per_pair", flow_samples(ctx, "tvl1", "-", source, pairs), "ms/pair",
               pairs=pairs, size=f"{source.shape[2]}x{source.shape[1]}")
     for name in ("tvl1", "tvl1-source-size"):
+        size = f"source size {source.shape[2]}x{source.shape[1]}" if "source" in name else f"{b.input_size}px"
         r.ratio(f"flow_dis_{b.flow.preset}_speedup_vs_{name.replace('-', '_')}", f"{ROOT}/flow/{name}/ms_per_pair",
                 f"{ROOT}/flow/dis-{b.flow.preset}/ms_per_pair",
-                f"TV-L1 ms/pair ({'source size ' + str(source.shape[2]) + 'x' + str(source.shape[1]) if 'source' in name else str(b.input_size) + 'px'}) "
+                f"TV-L1 ms/pair ({size}) "
                 f"÷ DIS/{b.flow.preset} ms/pair ({b.input_size}px), one thread each: the flow factor alone")
     ctx.log(f"stages: decode {r.value(ROOT + '/decode_ms_per_frame'):.2f} ms/frame, flow "
             f"{r.value(ROOT + '/flow_stage_ms_per_frame'):.2f} ms/frame, inference "
