@@ -117,9 +117,9 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
                 result.status_log.append((now, msg.raw))
 
     def label(pid: int) -> str | None:
-        for key, proc in list(pipeline._procs.items()):
-            if proc.pid == pid:
-                return key.split(":")[0]
+        for stage in list(pipeline.stages):  # the supervisor's table of stage processes
+            if stage.proc is not None and stage.proc.pid == pid:
+                return "capture" if stage.source is not None else stage.name
         return None
 
     sampler = CpuSampler(label_of=label)
