@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from stream.core.errors import ConfigError
-from stream.core.setting import check_setting, setting
 from stream.core.policy import PolicySettings
-
+from stream.core.setting import check_setting, setting
 
 _opt = setting
 _check = check_setting
@@ -73,7 +72,8 @@ class PublishSettings:
     endpoint: str = "tcp://127.0.0.1:5555"
     sndhwm: int = _opt(10000, lo=1, hi=10_000_000)
     status_interval: float = _opt(1.0, lo=0.05, hi=3600.0)
-    curve_secret_key: str = ""  # CURVE: server certificate with secret key ("": no encryption), see stream.runtime.security
+    # CURVE: server certificate with secret key ("": no encryption), see stream.runtime.security
+    curve_secret_key: str = ""
     curve_clients: str = ""  # directory of allowed subscribers' public *.key files ("": any client with the server key)
 
 
