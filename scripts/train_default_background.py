@@ -140,7 +140,7 @@ def write_head(src: Path, dst: Path, weight: np.ndarray, bias: np.ndarray) -> No
 # --- features and the fit ------------------------------------------------------------------------------------
 def clip_windows(bundle, video: str, stride: int):
     from stream.core.offline import bundle_window_inputs, read_video, video_flows_if_needed
-    from train.fit import stride_ends
+    from train.window_scores import stride_ends
 
     frames = read_video(video, bundle.input_size, max_frames=MAX_FRAMES)
     flows = video_flows_if_needed(bundle, frames)
@@ -194,7 +194,7 @@ def scores_of(bundle: Path, videos: list[str]) -> list:
     """Fused probabilities of every window `twostream run` publishes (stride 5), through the bundle's engines."""
     from engines.loader import open_bundle
     from stream.core.offline import read_video, video_flows_if_needed
-    from train.fit import _fps, stride_scores
+    from train.window_scores import stride_scores, video_fps as _fps
 
     loaded = open_bundle(bundle, threads=2)
     out = []
