@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -359,7 +360,8 @@ def _bench(args) -> int:
     model = model.eval()
     n_params, gflops = params_and_gflops(model, tuple(torch.zeros(1, *shapes[k]) for k in kinds))
     result = {"family": name, "config": cfg, "input_size": size, "inputs": list(kinds), "params": n_params,
-              "gflops_per_window": round(gflops, 4), "ort_ms_per_window": {}, "threads": 1,
+              "gflops_per_window": round(gflops, 4), "ort_ms_per_window": {}, "ort_cpu_ms_per_window": {}, "threads": 1,
+              "load_average_1min_at_start": round(os.getloadavg()[0], 2),
               "command": _command(), "torch": torch.__version__}
     import onnxruntime
 
@@ -385,9 +387,10 @@ def _bench(args) -> int:
             graphs["int8"] = quantize_int8(graphs["fp32"], Path(tmp) / "int8.onnx", calib)
         for precision, path in graphs.items():
             for batch in (1, 8):
-                ms = ort_ms(path, shapes, batch, runs=args.runs if batch == 1 else max(5, args.runs // 4))
+                ms, cpu = ort_ms(path, shapes, batch, runs=args.runs if batch == 1 else max(5, args.runs // 4))
                 result["ort_ms_per_window"][f"{precision}_b{batch}"] = round(ms, 3)
-                print(f"{name} {precision} batch {batch}: {ms:.2f} ms/window", flush=True)
+                result["ort_cpu_ms_per_window"][f"{precision}_b{batch}"] = round(cpu, 3)
+                print(f"{name} {precision} batch {batch}: {ms:.2f} ms/window wall, {cpu:.2f} ms thread CPU", flush=True)
     print(f"{name}: {n_params / 1e6:.2f} M params, {gflops:.3f} GFLOPs/window")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

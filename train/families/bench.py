@@ -1,6 +1,8 @@
 """Cost of a family network: parameters, GFLOPs per window (torch FLOP counter: 2 x multiply-adds of
 convs and matmuls) and ONNX Runtime ms per window (CPU, 1 thread, batch 1 and 8, median of timed runs
-after warm-up, fp32 and int8 graphs as exported)."""
+after warm-up, fp32 and int8 graphs as exported). Each timing is given twice: wall clock, and the
+calling thread's CPU time (with intra_op_num_threads = 1 ORT computes on the calling thread), which
+other tenants of a shared CPU inflate far less than wall time."""
 from __future__ import annotations
 
 import time
@@ -20,8 +22,8 @@ def params_and_gflops(model, example: tuple) -> tuple[int, float]:
 
 
 def ort_ms(path: str | Path, shapes: dict[str, tuple[int, ...]], batch: int, runs: int = 20, threads: int = 1,
-           warmup: int = 3) -> float:
-    """Median ms per window of one ONNX graph (ms per call / batch)."""
+           warmup: int = 3) -> tuple[float, float]:
+    """(wall, thread CPU) median ms per window of one ONNX graph (ms per call / batch)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -33,9 +35,10 @@ def ort_ms(path: str | Path, shapes: dict[str, tuple[int, ...]], batch: int, run
     feed = {k: rng.uniform(-1, 1, size=(batch, *s)).astype(np.float32) for k, s in shapes.items()}
     for _ in range(warmup):
         sess.run(None, feed)
-    times = []
+    wall, cpu = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         sess.run(None, feed)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1000.0 / batch
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.thread_time() - c0)
+    return float(np.median(wall)) * 1000.0 / batch, float(np.median(cpu)) * 1000.0 / batch

@@ -8,9 +8,9 @@ activations and ImageNet training carries over. `inflate` chooses which convs ge
   none       no temporal extent: the 2D network per frame, features averaged over T
 Every other conv stays 1 x 1 x 1, and time is never strided (T frames in, T feature maps out).
 
-Implementation: the clip is laid out as (B*T, C, H, W); a (t, k, k) conv is ONE 2D conv whose
-output holds the t temporal taps side by side (channel multiplier t), followed by shifted sums
-over time with zero padding t//2 - exactly Conv3d (tested to float precision). The issue measured
+Implementation: the clip is laid out as (B*T, C, H, W); a (t, k, k) conv is t 2D convs (one per
+temporal tap, same groups as the 2D layer) followed by shifted sums over time with zero padding
+t//2 - exactly Conv3d (tested to float precision). The issue measured
 ONNX Runtime's fp32 grouped Conv3d at ~17 GFLOP/s against ~80 for 2D (4.5x slower than this
 rewrite); the export therefore never contains a Conv3d. `impl="conv3d"` computes the same layer
 with F.conv3d (reference for the exactness test and the cost comparison).
@@ -65,17 +65,16 @@ class TemporalConv(nn.Module):
             return y.transpose(1, 2).reshape(-1, out_ch, y.shape[-2], y.shape[-1])
         if t == 1:
             return F.conv2d(x, self.weight[:, :, 0], self.bias, self.stride, 0, 1, self.groups)
-        # one 2D conv, output channel o*t + j = tap j of output channel o (within each group: same as o's group)
-        w2 = self.weight.permute(0, 2, 1, 3, 4).reshape(out_ch * t, self.weight.shape[1], self.k, self.k)
-        z = F.conv2d(x, w2, None, self.stride, 0, 1, self.groups)
-        h, w = z.shape[-2], z.shape[-1]
-        z = z.reshape(-1, T, out_ch, t, h, w)
-        y = z[:, :, :, t // 2]
+        # one 2D conv per temporal tap (a channel-multiplier conv holding all taps measured slower in torch)
+        z = [F.conv2d(x, self.weight[:, :, j], None, self.stride, 0, 1, self.groups) for j in range(t)]
+        h, w = z[0].shape[-2], z[0].shape[-1]
+        z = [zj.reshape(-1, T, out_ch, h, w) for zj in z]
+        y = z[t // 2]
         for j in range(t):
             d = j - t // 2  # output frame tau takes tap j from input frame tau + d
             if d == 0 or abs(d) >= T:
                 continue
-            zj = z[:, :, :, j]
+            zj = z[j]
             if d > 0:
                 shifted = torch.cat([zj[:, d:], torch.zeros_like(zj[:, :d])], dim=1)
             else:

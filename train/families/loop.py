@@ -100,10 +100,6 @@ def train_family(name: str, cfg: dict, extracted: str | Path, index: dict, split
     np.random.seed(seed)
     num_classes = len(split.classes)
     model = family.build(cfg, num_classes)
-    if name == "i3d":  # torch trains F.conv3d faster than the 2D rewrite (measured 5.5 s vs 6.3 s fwd+bwd per 2 clips)
-        from train.families.i3d import set_impl
-
-        set_impl(model, "conv3d")
     if name == "convfusion" and (spatial_init or temporal_init):
         if not (spatial_init and temporal_init):
             raise ValueError("convfusion initialises from both late streams: give --spatial-init and --temporal-init")
