@@ -41,7 +41,8 @@ def parse_triton_url(url: str) -> tuple[str, bool]:
     return f"{host}:{port}", parts.scheme == "grpcs"
 
 
-def _read_pem(path: str, key: str) -> bytes | None:
+def _pem_file(path: str, key: str) -> str | None:
+    """The path, checked to be a readable PEM file (tritonclient opens it itself)."""
     if not path:
         return None
     try:
@@ -50,7 +51,7 @@ def _read_pem(path: str, key: str) -> bytes | None:
         raise ConfigError(f"[engine] {key} = {path!r}: cannot read ({exc.strerror})") from None
     if b"-----BEGIN" not in data:
         raise ConfigError(f"[engine] {key} = {path!r}: not a PEM file")
-    return data
+    return path
 
 
 def _dims(values) -> tuple[int, ...]:
@@ -70,8 +71,8 @@ class TritonEngine:
         self.model_name = model_name
         self.timeout = float(timeout)
         self._address, self._tls = parse_triton_url(url)
-        self._pems = (_read_pem(ca_file, "triton_ca_file"), _read_pem(key_file, "triton_key_file"),
-                      _read_pem(cert_file, "triton_cert_file"))
+        self._pems = (_pem_file(ca_file, "triton_ca_file"), _pem_file(key_file, "triton_key_file"),
+                      _pem_file(cert_file, "triton_cert_file"))
         if (self._pems[0] or self._pems[1] or self._pems[2]) and not self._tls:
             raise ConfigError(f"[engine] triton_url = {url!r}: TLS files are set, so use grpcs://")
         if bool(self._pems[1]) != bool(self._pems[2]):

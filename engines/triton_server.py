@@ -78,22 +78,27 @@ def _shm_regions() -> set[str]:
 
 
 class LocalTritonServer:
-    """One tritonserver process on 127.0.0.1 serving `repo` (gRPC only), with the given config variant."""
+    """One tritonserver process on 127.0.0.1 serving `repo` (gRPC only), with the given config variant.
+
+    tls: {"cert": PEM path, "key": PEM path, "ca": PEM path} serves gRPC over TLS (url becomes grpcs://);
+    with "mutual": True the server also requires a client certificate signed by "ca".
+    """
 
     def __init__(self, install: TritonInstall, repo: str | Path, *, config_name: str = "python",
-                 grpc_port: int | None = None, log_path: str | Path | None = None):
+                 grpc_port: int | None = None, log_path: str | Path | None = None, tls: dict | None = None):
         self.install = install
         self.repo = Path(repo)
         self.config_name = config_name
         self.grpc_port = grpc_port or free_port()
         self.log_path = Path(log_path) if log_path else None
+        self.tls = tls
         self.proc: subprocess.Popen | None = None
         self._shm_before: set[str] = set()
         self._mine: set[str] = set()
 
     @property
     def url(self) -> str:
-        return f"grpc://127.0.0.1:{self.grpc_port}"
+        return f"{'grpcs' if self.tls else 'grpc'}://127.0.0.1:{self.grpc_port}"
 
     def start(self, timeout: float = 60.0) -> "LocalTritonServer":
         self._shm_before = _shm_regions()
@@ -103,12 +108,21 @@ class LocalTritonServer:
                "--exit-on-error=true", "--strict-readiness=true", "--exit-timeout-secs=3"]
         if self.config_name:
             cmd.append(f"--model-config-name={self.config_name}")
+        if self.tls:
+            cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={self.tls['cert']}",
+                    f"--grpc-server-key={self.tls['key']}", f"--grpc-root-cert={self.tls['ca']}"]
+            if self.tls.get("mutual"):
+                cmd.append("--grpc-use-ssl-mutual=true")
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, env=self.install.env, stdout=out, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         if out is not subprocess.DEVNULL:
             out.close()
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.kill()  # never leave a server (and its /dev/shm regions) behind a failed start
+            raise
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> float:
@@ -116,7 +130,14 @@ class LocalTritonServer:
         import tritonclient.grpc as grpcclient
 
         t0 = time.monotonic()
-        client = grpcclient.InferenceServerClient(f"127.0.0.1:{self.grpc_port}")
+        if self.tls:  # readiness over TLS too (with the client certificate when the server wants one)
+            pem = {k: str(v) for k, v in self.tls.items() if k in ("ca", "client_cert", "client_key")}  # file paths
+            client = grpcclient.InferenceServerClient(f"127.0.0.1:{self.grpc_port}", ssl=True,
+                                                      root_certificates=pem.get("ca"),
+                                                      private_key=pem.get("client_key"),
+                                                      certificate_chain=pem.get("client_cert"))
+        else:
+            client = grpcclient.InferenceServerClient(f"127.0.0.1:{self.grpc_port}")
         try:
             while time.monotonic() - t0 < timeout:
                 if self.proc is not None and self.proc.poll() is not None:

@@ -63,7 +63,7 @@ def server(triton_install, bundles, tmp_path_factory):
     srv = LocalTritonServer(triton_install, repo, log_path=repo.parent / "tritonserver.log")
     srv.start()
     yield srv
-    srv.stop()
+    srv.kill()  # SIGKILL, regions in /dev/shm removed: a graceful stop only adds seconds here
 
 
 def write_config(path: Path, url: str, prefix: str, **extra) -> Path:
@@ -185,7 +185,7 @@ def own_server(triton_install, bundles, tmp_path_factory):
     srv = LocalTritonServer(triton_install, repo, log_path=repo.parent / "outage-tritonserver.log")
     srv.start()
     yield srv
-    srv.stop()
+    srv.kill()  # SIGKILL, regions in /dev/shm removed: a graceful stop only adds seconds here
 
 
 def _kill_and_restart(srv: LocalTritonServer, first_prediction: threading.Event, down_s: float, marks: dict):
