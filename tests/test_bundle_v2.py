@@ -397,3 +397,17 @@ def test_window_clock_counts_frames_for_any_span(span, stride):
     if span:
         old = WindowClock(span, stride)
         assert closed == [f for f in range(1, frames) if old.add_flow()]
+
+
+def test_print_lists_every_network(bundles, clip, tmp_path):
+    """`run --print` (text) names each network of the bundle; two-stream keeps its 'spatial .. | temporal ..'."""
+    import re
+
+    for layout, names in (("hidden", ["spatial", "motion"]), ("late", ["spatial", "temporal"])):
+        proc = _run_cli(["run", "--model", str(bundles[layout][0]), "--pace", "fast", "--print", "--max-frames", "12",
+                         "--publish", f"ipc://{tmp_path}/t{layout}", str(clip)])
+        assert proc.returncode == 0, proc.stderr[-1500:]
+        lines = [line for line in proc.stdout.splitlines() if "#" in line]
+        label = "|".join(LABELS)
+        pattern = r" \| ".join(rf"{n} ({label}) \d\.\d\d" for n in names)
+        assert lines and all(re.search(pattern, line) for line in lines), proc.stdout[-1500:]

@@ -70,11 +70,11 @@ def format_prediction(m: dict) -> str:
         extra = f"  error: {m['error']}" if m.get("error") else ""
         return (f"[{m['source']}] end of stream: {m['frames']} frames, {m['windows']} windows, "
                 f"{m['dropped']} dropped{extra}")
-    s, t = m["streams"]["spatial"], m["streams"]["temporal"]
+    # one "name label score" per network of the bundle (two-stream: spatial ... | temporal ...)
+    streams = " | ".join(f"{name} {x['label']} {x['score']:.2f}" for name, x in m["streams"].items())
     gap = f"  (after a gap of {m['gap']['frames']} frames)" if "gap" in m else ""
     return (f"[{m['source']}] #{m['seq']:<4d} frame {m['frame']:>5d}  {m['label']:<16s} {m['score']:.2f}   "
-            f"spatial {s['label']} {s['score']:.2f} | temporal {t['label']} {t['score']:.2f}   "
-            f"{m['latency_ms']:.0f} ms{gap}")
+            f"{streams}   {m['latency_ms']:.0f} ms{gap}")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -128,9 +128,8 @@ function render(src) {
     row.append(lbl, bar, sc);
     return row;
   }));
-  $(t, ".streams").textContent = src.streams
-    ? `spatial ${src.streams.spatial.label} ${fmt(src.streams.spatial.score, 2)} · ` +
-      `temporal ${src.streams.temporal.label} ${fmt(src.streams.temporal.score, 2)}`
+  $(t, ".streams").textContent = src.streams  // one entry per network of the bundle (spatial, temporal, ...)
+    ? Object.entries(src.streams).map(([name, x]) => `${name} ${x.label} ${fmt(x.score, 2)}`).join(" · ")
     : "";
   $(t, ".meta").textContent =
     `latency ${fmt(src.latency_ms, 0)} ms · capture ${fmt(src.capture_fps, 1)} fps · ` +
