@@ -126,6 +126,54 @@ def test_engine_scores_equal_in_process_onnxruntime(server, bundles):
         np.testing.assert_allclose(remote.run(x), local.run(x), atol=SCORE_TOL)
 
 
+def test_dynamic_batching_merges_concurrent_requests_and_answers_each_its_own(server, bundles):
+    """8 clients at once: Triton merges their requests into fewer executions of model.py, which must hand
+    every request back exactly its own rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.grpc as grpcclient
+
+    from engines.bundle import read_bundle
+    from engines.onnxrt import OnnxRuntimeEngine
+    from engines.triton import open_triton
+    from stream.core.config import EngineSettings
+
+    bundle = read_bundle(bundles["tiny"])
+    options = EngineSettings(kind="triton", triton_url=server.url, triton_model_prefix="tiny_")
+    local = OnnxRuntimeEngine(bundle.temporal_file)
+    rng = np.random.default_rng(2)
+    inputs = [rng.standard_normal((1 + i % 3, *local.input_shape)).astype(np.float32) for i in range(48)]
+    client = grpcclient.InferenceServerClient(server.url.split("://")[1])
+    before = client.get_inference_statistics("tiny_temporal", as_json=True)["model_stats"][0]
+
+    def one(k):
+        engine = open_triton(bundle, "temporal", options, verify=False)  # one channel per client, as per host
+        try:
+            return [engine.run(x) for x in inputs[k::8]]
+        finally:
+            engine.close()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, range(8)))
+    for k in range(8):
+        for x, got in zip(inputs[k::8], answers[k], strict=True):
+            np.testing.assert_allclose(got, local.run(x), atol=SCORE_TOL)
+    after = client.get_inference_statistics("tiny_temporal", as_json=True)["model_stats"][0]
+    client.close()
+
+    def count(stats, *path):  # proto3 JSON leaves zero counters out
+        for key in path[:-1]:
+            stats = stats.get(key, {})
+        return int(stats.get(path[-1], 0))
+
+    success = ("inference_stats", "success", "count")
+    requests = count(after, *success) - count(before, *success)
+    executions = count(after, "execution_count") - count(before, "execution_count")
+    assert requests == 48  # verification asks for the config, never runs the model
+    assert executions < requests, f"{executions} executions for {requests} requests: nothing was batched"
+    print(f"\ndynamic batching: {requests} requests in {executions} executions (8 concurrent clients)")
+
+
 def test_pipeline_with_triton_gives_the_labels_of_in_process_onnxruntime(server, shared_data, tmp_path):
     clip = shared_data / "weizmann4" / "jack" / "actor0_jack.mp4"
     cfg = write_config(tmp_path / "triton.toml", server.url, "twostream_")
