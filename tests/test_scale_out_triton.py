@@ -327,5 +327,41 @@ def test_fast_file_waits_for_the_server_and_loses_nothing(own_server, bundles, t
     print(f"\nfast-file outage: first prediction {after[0] - marks['ready']:.2f} s after the server was ready")
 
 
+def test_a_frozen_server_times_out_as_unavailable_and_recovers(own_server, bundles):
+    """SIGSTOP (a hung host, a partition): requests time out after triton_timeout instead of hanging."""
+    import os
+    import signal
+
+    from engines.base import EngineUnavailable
+    from engines.bundle import read_bundle
+    from engines.onnxrt import OnnxRuntimeEngine
+    from engines.triton import open_triton
+    from stream.core.config import EngineSettings
+
+    bundle = read_bundle(bundles["tiny"])
+    engine = open_triton(bundle, "spatial", EngineSettings(kind="triton", triton_url=own_server.url,
+                                                           triton_model_prefix="tiny_", triton_timeout=0.5))
+    x = np.random.default_rng(3).standard_normal((2, *engine.input_shape)).astype(np.float32)
+    want = OnnxRuntimeEngine(bundle.spatial_file).run(x)
+    np.testing.assert_allclose(engine.run(x), want, atol=SCORE_TOL)
+    os.killpg(own_server.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(EngineUnavailable) as exc:
+            engine.run(x)
+        waited = time.monotonic() - t0
+    finally:
+        os.killpg(own_server.proc.pid, signal.SIGCONT)
+    assert waited < 3.0 and own_server.url in str(exc.value)
+    deadline = time.monotonic() + 20
+    while True:  # the server answers again once it runs
+        try:
+            np.testing.assert_allclose(engine.run(x), want, atol=SCORE_TOL)
+            break
+        except EngineUnavailable:
+            assert time.monotonic() < deadline, "no answer after SIGCONT"
+            time.sleep(0.2)
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q", "-s"]))
