@@ -157,3 +157,19 @@ def test_bad_broker_url_is_a_config_error(url, culprit):
     with pytest.raises(ConfigError) as exc:
         parse_broker(url)
     assert culprit in str(exc.value) and "secret" not in str(exc.value)
+
+
+def test_runtime_does_not_import_tritonclient_or_paho_unless_asked():
+    """A camera box without the [triton]/[mqtt] extras runs every other engine and command."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import sys, stream.runtime.supervisor, stream.runtime.inference, engines.loader, stream.cli, "
+            "stream.cli.bridge, engines.cmd_export_triton, stream.clients.mqtt_bridge; "
+            "stream.cli.build_parser(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tritonclient', 'paho', 'grpc')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
