@@ -12,8 +12,8 @@ retained) shows the state topic's label, with its fields as attributes.
 
 Retained topics are what a client that connects later sees at once. The bridge keeps its own copy of
 everything it retained and publishes it again after every (re)connect, so a broker restart (which may
-lose retained messages) costs nothing but the messages sent while it was down (QoS 1 ones are queued
-by the client and sent after the reconnect). Credentials come from environment variables, never argv;
+lose retained messages) costs at most the messages forwarded while it was down (paho-mqtt queues QoS 1
+ones for after the reconnect). Credentials come from environment variables, never argv;
 they are never logged.
 """
 from __future__ import annotations
