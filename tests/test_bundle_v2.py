@@ -81,15 +81,14 @@ class ClipNet(nn.Module):
 
 
 def _export(model: nn.Module, path: Path, shapes: list[tuple[int, ...]]) -> None:
+    """TorchScript exporter with a dynamic batch: ~0.5 s a network here, the dynamo exporter ~5-10 s (measured),
+    and these tests only need real ONNX graphs of real torch modules."""
     examples = tuple(torch.zeros((2, *s)) for s in shapes)
-    batch = torch.export.Dim("batch", min=1, max=1024)
+    names = [f"input{i}" for i in range(len(shapes))]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model.eval(), examples, dynamo=True,
-                                    input_names=[f"input{i}" for i in range(len(shapes))], output_names=["logits"],
-                                    dynamic_shapes=tuple({0: batch} for _ in shapes), opset_version=18,
-                                    external_data=False, verbose=False)
-    program.save(str(path), external_data=False)
+        torch.onnx.export(model.eval(), examples, str(path), dynamo=False, input_names=names, output_names=["logits"],
+                          dynamic_axes={**{n: {0: "batch"} for n in names}, "logits": {0: "batch"}}, opset_version=17)
 
 
 FRAME, FLOW = (3, S, S), (2 * L_FLOW, S, S)
