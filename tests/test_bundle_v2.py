@@ -410,3 +410,26 @@ def test_print_lists_every_network(bundles, clip, tmp_path):
         label = "|".join(LABELS)
         pattern = r" \| ".join(rf"{n} ({label}) \d\.\d\d" for n in names)
         assert lines and all(re.search(pattern, line) for line in lines), proc.stdout[-1500:]
+
+
+def test_eval_stream_reports_each_network_of_any_family(bundles, clip, tmp_path):
+    """`twostream eval-stream` on a hidden-family bundle: its windows carry the networks by name (spatial, motion),
+    and their labels equal the ones `run --print --json` publishes for the same video."""
+    video = tmp_path / "v.mp4"
+    video.symlink_to(clip)
+    frames = count_frames(clip)
+    (tmp_path / "v.json").write_text(json.dumps({"fps": 25, "frames": frames,
+                                                 "segments": [{"label": "jack", "start": 0, "end": frames}]}))
+    out = tmp_path / "q.json"
+    proc = _run_cli(["eval-stream", str(video), "--model", str(bundles["hidden"][0]), "--json", str(out),
+                     "--plot", str(tmp_path / "t.png")], timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    windows = json.loads(out.read_text())["windows"][str(video)]
+    assert windows and all(set(w["streams"]) == {"spatial", "motion"} and "temporal" not in w for w in windows)
+    assert (tmp_path / "t.png").stat().st_size > 0
+    preds, _ = _run_pipeline(bundles["hidden"][0], clip, tmp_path, max_frames=frames, stride=5)
+    by_frame = {p["frame"]: p for p in preds}
+    for w in windows:
+        p = by_frame[w["frame"]]
+        assert [w["streams"][n][0] for n in ("spatial", "motion")] == [p["streams"][n]["label"]
+                                                                       for n in ("spatial", "motion")]

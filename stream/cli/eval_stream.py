@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 
+TWO_STREAM = ("spatial", "temporal")  # window keys kept at the top level for two-stream bundles
+
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="+", metavar="VIDEO_OR_DIR",
@@ -61,8 +63,10 @@ def main(args: argparse.Namespace) -> int:
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
+        # per window: each network's [label, score] under "streams"; two-stream runs also keep "spatial"/"temporal"
         report["windows"] = {str(r.video): [{"frame": w.frame, "label": w.label, "score": w.score, "fused": w.fused,
-                                             "spatial": list(w.spatial), "temporal": list(w.temporal)}
+                                             **{n: list(x) for n, x in w.streams.items() if n in TWO_STREAM},
+                                             "streams": {n: list(x) for n, x in w.streams.items()}}
                                             for w in r.windows] for r in runs}
         report["change_events"] = {str(r.video): r.changes for r in runs}
         out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")

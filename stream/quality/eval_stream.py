@@ -48,8 +48,7 @@ class Window:
     label: str  # label the runtime decided
     score: float
     fused: dict[str, float]  # every class's fused score (from `top`)
-    spatial: tuple[str, float]
-    temporal: tuple[str, float]
+    streams: dict[str, tuple[str, float]]  # each network's (label, score) by name (two-stream: spatial, temporal)
 
 
 @dataclass
@@ -107,6 +106,11 @@ def eval_config(base: str | Path | None, num_classes: int, stride: int | None) -
     return doc
 
 
+def _streams(msg) -> dict:
+    """A prediction's per-network top-1 by name (bundle format 2), spatial/temporal for two-stream messages."""
+    return msg.streams or {"spatial": msg.spatial, "temporal": msg.temporal}
+
+
 def run_video(video: Path, annotation: Annotation, *, model: str, config: Path, timeout: float = 120.0,
               python: str = sys.executable) -> VideoRun:
     """Play one video through `twostream run --pace fast` and collect everything it publishes."""
@@ -123,7 +127,7 @@ def run_video(video: Path, annotation: Annotation, *, model: str, config: Path, 
                 raise TwostreamError(f"{video}: missed the first {msg.seq} predictions (subscriber joined late)")
             result.windows.append(Window(
                 frame=msg.frame, label=msg.label, score=msg.score, fused={t.label: t.score for t in msg.top},
-                spatial=(msg.spatial.label, msg.spatial.score), temporal=(msg.temporal.label, msg.temporal.score)))
+                streams={name: (x.label, x.score) for name, x in _streams(msg).items()}))
         elif isinstance(msg, Change):
             result.changes.append(msg.raw)
         elif isinstance(msg, EndOfStream):
@@ -251,7 +255,7 @@ def evaluate(targets: list[str | Path] | str | Path, *, model: str, config: str 
 
 def plot_timeline(runs: list[VideoRun], labels: tuple[str, ...], out: str | Path,
                   policy: PolicySettings | None = None) -> Path:
-    """Timeline PNG per video: annotation, decided label, spatial and temporal labels as colour bands, scores below."""
+    """Timeline PNG per video: annotation, decided label, each network's label as colour bands, scores below."""
     try:
         import matplotlib
 
@@ -265,29 +269,31 @@ def plot_timeline(runs: list[VideoRun], labels: tuple[str, ...], out: str | Path
     colors = {label: cmap(i % 20) for i, label in enumerate(labels)}
     fig, axes = plt.subplots(2 * len(runs), 1, figsize=(12, 2.6 * len(runs) + 0.6), squeeze=False,
                              gridspec_kw={"height_ratios": [1.4, 1.0] * len(runs)})
-    rows = ["annotation", "decided" if policy is None else f"decided: {policy.describe()}", "spatial", "temporal"]
+    names = list(runs[0].windows[0].streams) if runs and runs[0].windows else ["spatial", "temporal"]
+    rows = ["annotation", "decided" if policy is None else f"decided: {policy.describe()}", *names]
+    top = len(rows) - 1  # band rows from the top: annotation at `top`, decided at top - 1, networks below
     for r, run in enumerate(runs):
         band, score_ax = axes[2 * r][0], axes[2 * r + 1][0]
         fps = run.annotation.fps
         for seg in run.annotation.segments:
-            band.broken_barh([(seg.start / fps, seg.length / fps)], (3, 0.8), color=colors.get(seg.label, "grey"))
+            band.broken_barh([(seg.start / fps, seg.length / fps)], (top, 0.8), color=colors.get(seg.label, "grey"))
         frames = np.array([w.frame for w in run.windows])
         if len(frames):
             step = np.diff(frames, append=frames[-1] + (frames[-1] - frames[-2] if len(frames) > 1 else 1))
             decided = [w.label for w in run.windows] if policy is None else policy_labels(run, labels, policy)
-            for row, seq in ((2, decided), (1, [w.spatial[0] for w in run.windows]),
-                             (0, [w.temporal[0] for w in run.windows])):
+            bands = [(top - 1, decided)] + [(top - 2 - k, [w.streams[n][0] for w in run.windows])
+                                            for k, n in enumerate(names)]
+            for row, seq in bands:
                 for f, s, label in zip(frames, step, seq, strict=True):
                     band.broken_barh([(f / fps, s / fps)], (row, 0.8), color=colors.get(label, "grey"))
             t = frames / fps
             score_ax.plot(t, [w.score for w in run.windows], color="black", lw=1.2, label="fused (published label)")
-            score_ax.plot(t, [w.spatial[1] for w in run.windows], color="tab:blue", lw=0.8, alpha=0.8,
-                          label="spatial (its label)")
-            score_ax.plot(t, [w.temporal[1] for w in run.windows], color="tab:red", lw=0.8, alpha=0.8,
-                          label="temporal (its label)")
+            for n, color in zip(names, ("tab:blue", "tab:red", "tab:green", "tab:purple") * 2, strict=False):
+                score_ax.plot(t, [w.streams[n][1] for w in run.windows], color=color, lw=0.8, alpha=0.8,
+                              label=f"{n} (its label)")
         for ch in run.annotation.changes():
             score_ax.axvline(ch.frame / fps, color="grey", lw=0.6, ls="--")
-        band.set_yticks([3.4, 2.4, 1.4, 0.4], rows, fontsize=8)
+        band.set_yticks([top - k + 0.4 for k in range(len(rows))], rows, fontsize=8)
         band.set_xlim(0, run.annotation.duration_s)
         score_ax.set_xlim(0, run.annotation.duration_s)
         score_ax.set_ylim(0, 1.02)
