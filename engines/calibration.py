@@ -1,7 +1,8 @@
 """INT8 calibration data: real windows from real videos, made exactly as the runtime makes them.
 
-Batches come from stream.core.offline (decode -> resize_frame -> flow on gray frames -> quantize ->
-window_inputs), the same code path the pipeline and evaluation use, so the activation ranges
+Batches come from stream.core.offline (decode -> resize_frame -> flow on gray frames when a network takes
+flow -> quantize -> bundle_window_inputs, i.e. stream.core.inputs), the same code path the pipeline and
+evaluation use, for every network of any bundle family, so the activation ranges
 TensorRT measures are those of deployment inputs. The TensorRT calibrator class is created
 inside make_calibrator() because its base class lives in the tensorrt package.
 """
@@ -14,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from engines.bundle import Bundle
-from stream.core.errors import ConfigError
-from stream.core.offline import read_video, video_flows, window_ends, window_inputs
+from stream.core.errors import BundleError, ConfigError
+from stream.core.offline import bundle_window_inputs, read_video, video_flows_if_needed, window_ends
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
@@ -40,30 +41,31 @@ def find_calibration_videos(data: str | Path, limit: int = 32) -> list[Path]:
 
 
 def calibration_windows(videos: list[Path], bundle: Bundle, *, windows_per_video: int = 4,
-                        max_frames: int = 300) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (spatial (3,S,S), temporal (2L,S,S)) float32 inputs, windows spread over each video."""
+                        max_frames: int = 300) -> Iterator[dict[str, list[np.ndarray]]]:
+    """Yield {network: [one float32 array per input, no batch dim]} per window, windows spread over each video
+    (any bundle family; flow is computed only when a network takes a flow_stack)."""
     for video in videos:
         frames = read_video(video, bundle.input_size, max_frames=max_frames)
-        ends = window_ends(len(frames), bundle.flow_length, windows_per_video)
+        ends = window_ends(len(frames), bundle.span, windows_per_video)
         if not ends:
             continue  # shorter than one window
-        flows = video_flows(frames, bundle.flow)
-        spatial, temporal = window_inputs(frames, flows, ends, flow_length=bundle.flow_length, mean=bundle.mean,
-                                          std=bundle.std, stacking=bundle.flow.stacking)
-        for s, t in zip(spatial, temporal, strict=True):
-            yield s, t
+        inputs = bundle_window_inputs(bundle, frames, video_flows_if_needed(bundle, frames), ends)
+        for k in range(len(ends)):
+            yield {name: [x[k] for x in xs] for name, xs in inputs.items()}
 
 
 def calibration_batches(videos: list[Path], bundle: Bundle, network: str, *, batch_size: int,
                         max_batches: int = 16, windows_per_video: int = 4,
                         max_frames: int = 300) -> Iterator[np.ndarray]:
-    """Full (batch_size, C, S, S) float32 batches for one network; a trailing partial batch is dropped
-    (the calibrator declares one fixed batch size: engines.plans.calibration_batch_size, the profile's optimum)."""
-    index = 0 if network == "spatial" else 1
+    """Full (batch_size, *input shape) float32 batches for one single-input network; a trailing partial batch is
+    dropped (the calibrator declares one fixed batch size: engines.plans.calibration_batch_size, the profile's
+    optimum). Multi-input networks have no INT8 calibration (BundleError)."""
+    if len(bundle.network(network).inputs) != 1:
+        raise BundleError(f"{bundle.path}: network {network!r} has several inputs; INT8 calibration takes one")
     pending: list[np.ndarray] = []
     produced = 0
-    for pair in calibration_windows(videos, bundle, windows_per_video=windows_per_video, max_frames=max_frames):
-        pending.append(pair[index])
+    for window in calibration_windows(videos, bundle, windows_per_video=windows_per_video, max_frames=max_frames):
+        pending.append(window[network][0])
         if len(pending) == batch_size:
             yield np.ascontiguousarray(np.stack(pending), dtype=np.float32)
             pending = []

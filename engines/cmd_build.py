@@ -1,4 +1,4 @@
-"""Build TensorRT plans for a bundle's spatial and temporal networks (NVIDIA GPU + `pip install twostream[gpu]`).
+"""Build TensorRT plans for every network of a bundle (NVIDIA GPU + `pip install twostream[gpu]`).
 
 Plans are written to BUNDLE/plans/ under a key of GPU name, compute capability, TensorRT
 version, ONNX SHA-256, precision and max batch, with a JSON sidecar. An existing matching
@@ -21,10 +21,10 @@ from pathlib import Path
 from engines.bundle import Bundle, read_bundle
 from engines.capabilities import detect_capabilities, require_tensorrt
 from engines.plans import (
-    NETWORKS,
     BuildMode,
     PlanStatus,
     build_mode,
+    bundle_networks,
     calibration_batch_size,
     calibration_windows_per_video,
     find_plan,
@@ -85,7 +85,7 @@ def build_bundle_plans(bundle: Bundle, *, precision: str, max_batch: int, worksp
     from engines.tensorrt import build_plan
 
     results = []
-    for network in NETWORKS:
+    for network in bundle_networks(bundle):
         onnx_path = onnx_file(bundle, network)
         onnx_bytes = onnx_path.read_bytes()
         digest = hashlib.sha256(onnx_bytes).hexdigest()
@@ -149,7 +149,7 @@ def network_build_mode(onnx_bytes: bytes, precision: str, calib: str | None) -> 
 
 def check_flags(bundle: Bundle, precision: str, calib: str | None) -> list[BuildMode]:
     """Flag errors for this bundle (e.g. --int8 without --calib on a float network), before any GPU work."""
-    return [network_build_mode(onnx_file(bundle, n).read_bytes(), precision, calib) for n in NETWORKS]
+    return [network_build_mode(onnx_file(bundle, n).read_bytes(), precision, calib) for n in bundle_networks(bundle)]
 
 
 def main(args) -> int:

@@ -37,18 +37,19 @@ class LoadedBundle:
         return next(iter(self.engines.values())).backend
 
 
-def open_engine(path: str | Path, *, kind: str = "auto", threads: int = 1) -> Engine:
+def open_engine(path: str | Path, *, kind: str = "auto", threads: int = 1, network: str | None = None) -> Engine:
     """Load one network with the backend `kind` picks (see engines.capabilities.choose_engine).
 
     The returned engine carries `choice_reason`, a one-line explanation of the pick for logs
-    and status messages. TensorRT plans are looked up in the bundle's plans/ directory.
+    and status messages. TensorRT plans are looked up in the bundle's plans/ directory under
+    `network` (the bundle's network name; default: the file's stem when it is spatial or temporal).
     """
     if kind not in ENGINE_KINDS or kind == "triton":
         raise ConfigError(f"engine = {kind!r}: expected one of {', '.join(k for k in ENGINE_KINDS if k != 'triton')}")
     from engines.capabilities import choose_engine, detect_capabilities
 
     caps = detect_capabilities()
-    plan = _usable_plan(Path(path), caps) if caps.tensorrt_ready and kind != "onnxruntime" else None
+    plan = _usable_plan(Path(path), caps, network) if caps.tensorrt_ready and kind != "onnxruntime" else None
     if kind == "tensorrt" and plan is not None and not plan.usable:
         raise ConfigError(f"engine = 'tensorrt': {plan.message}")
     chosen, reason = choose_engine(kind, caps, None if plan is None else plan.usable)
@@ -67,14 +68,15 @@ def open_engine(path: str | Path, *, kind: str = "auto", threads: int = 1) -> En
     return engine
 
 
-def _usable_plan(onnx_path: Path, caps):
+def _usable_plan(onnx_path: Path, caps, network: str | None = None):
     """PlanStatus of the best plan for this ONNX file on GPU 0, or None when the file is not a bundle network."""
     from engines.plans import NETWORKS, PlanKey, find_plan, sha256_file
 
-    if onnx_path.stem not in NETWORKS or not caps.gpus:
+    name = network or (onnx_path.stem if onnx_path.stem in NETWORKS else None)
+    if name is None or not caps.gpus:
         return None
     gpu = caps.gpus[0]
-    want = PlanKey(network=onnx_path.stem, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
+    want = PlanKey(network=name, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
                    tensorrt_version=caps.tensorrt_version, onnx_sha256=sha256_file(onnx_path), precision="fp32",
                    max_batch=1)
     return find_plan(onnx_path.parent, want, any_precision=True)
@@ -96,7 +98,7 @@ def open_bundle(path: str | Path, *, kind: str = "auto", threads: int = 1, optio
 
             engines[net.name] = open_triton(bundle, net.name, options, verify=verify_remote)
         else:
-            engines[net.name] = open_engine(net.file, kind=kind, threads=threads)
+            engines[net.name] = open_engine(net.file, kind=kind, threads=threads, network=net.name)
     check_networks(bundle, engines)
     backends = {e.backend for e in engines.values()}
     reasons = {getattr(e, "choice_reason", "") for e in engines.values()}

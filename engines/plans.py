@@ -23,7 +23,7 @@ from stream.core.errors import ConfigError
 
 PLANS_DIR = "plans"
 PRECISIONS = ("fp32", "fp16", "int8")
-NETWORKS = ("spatial", "temporal")
+NETWORKS = ("spatial", "temporal")  # format 1's networks; bundle_networks(bundle) gives any bundle's
 MAX_SIDECAR_BYTES = 64 * 1024
 MAX_PLAN_BYTES = 2 * 1024 * 1024 * 1024
 
@@ -71,15 +71,20 @@ def sha256_file(path: str | Path) -> str:
 
 
 def onnx_file(bundle: Bundle, network: str) -> Path:
-    if network not in NETWORKS:
-        raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
-    return bundle.spatial_file if network == "spatial" else bundle.temporal_file
+    """The ONNX file of a network of the bundle, by name (BundleError naming the networks when absent)."""
+    return bundle.network(network).file
 
 
-def input_shape(bundle: Bundle, network: str) -> tuple[int, int, int]:
-    """(C, H, W) the bundle declares for a network: the spatial net sees RGB, the temporal one 2L flow channels."""
-    s = bundle.input_size
-    return (3, s, s) if network == "spatial" else (2 * bundle.flow_length, s, s)
+def input_shape(bundle: Bundle, network: str) -> tuple:
+    """Input shape(s) the bundle declares for a network, without batch: (C, H, W) or (C, T, H, W) for a
+    one-input network (spatial: RGB, temporal: 2L flow channels), a tuple of them for a multi-input one."""
+    shapes = bundle.network(network).shapes(bundle.input_size)
+    return shapes[0] if len(shapes) == 1 else shapes
+
+
+def bundle_networks(bundle: Bundle) -> tuple[str, ...]:
+    """The network names a plan can be built for: every network of the bundle (format 1: spatial, temporal)."""
+    return tuple(net.name for net in bundle.networks)
 
 
 def profile_shapes(shape_chw: tuple[int, int, int], max_batch: int,

@@ -433,3 +433,26 @@ def test_eval_stream_reports_each_network_of_any_family(bundles, clip, tmp_path)
         p = by_frame[w["frame"]]
         assert [w["streams"][n][0] for n in ("spatial", "motion")] == [p["streams"][n]["label"]
                                                                        for n in ("spatial", "motion")]
+
+
+def test_tensorrt_plan_inputs_for_any_family(bundles, clip):
+    """build-engines' CPU side for format 2: every network is planned, shapes come from the declaration (a tuple per
+    input for a multi-input graph), INT8 calibration batches of a clip network are the runtime's clip inputs, and a
+    multi-input network refuses INT8 calibration in one line."""
+    from engines.bundle import read_bundle
+    from engines.calibration import calibration_batches
+    from engines.plans import bundle_networks, input_shape, onnx_file
+    from stream.core.errors import BundleError
+
+    conv = read_bundle(bundles["convfusion"][0])
+    assert bundle_networks(conv) == ("fusion",) and onnx_file(conv, "fusion").name == "fusion.onnx"
+    assert input_shape(conv, "fusion") == (FRAME, FLOW)
+    with pytest.raises(BundleError, match="several inputs"):
+        next(calibration_batches([clip], conv, "fusion", batch_size=2))
+    i3d = read_bundle(bundles["clip"][0])
+    assert input_shape(i3d, "i3d") == CLIP
+    [batch] = list(calibration_batches([clip], i3d, "i3d", batch_size=4, windows_per_video=4, max_frames=MAX_FRAMES))
+    frames = _decode(clip, MAX_FRAMES)
+    ends = sorted({int(round(x)) for x in np.linspace(SPAN["clip"], len(frames) - 1, 4)})
+    want = np.stack([_reference_input("clip", frames, None, e) for e in ends])
+    assert batch.shape == (4, *CLIP) and np.abs(batch - want).max() < 1e-6
