@@ -1,5 +1,6 @@
-"""Run the pipeline: capture each SOURCE, compute optical flow, run the spatial and temporal engines on
-sliding windows, fuse, and publish predictions on a ZeroMQ PUB socket.
+"""Run the pipeline: capture each SOURCE, compute optical flow (when the model takes flow), run the model's
+networks (two-stream: spatial and temporal) on sliding windows, fuse, and publish predictions on a ZeroMQ
+PUB socket.
 
 SOURCE is a webcam index (0), an rtsp:// or http(s):// URL, or a video file; prefix
 `name=` to choose its topic name (cam1=rtsp://...). Predictions go to topic
