@@ -123,12 +123,14 @@ def window_batch(ctx: BenchContext, batch: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def prepare_inputs(ctx: BenchContext, rgb: np.ndarray, flows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exactly what stream.runtime.inference does before the engine calls."""
-    from stream.core.flow import normalize_rgb, stack_flows
+    """Exactly what stream.runtime.inference does before the engine calls of a two-stream bundle (the one input
+    builder, stream.core.inputs)."""
+    from stream.core.inputs import InputSpec, build_inputs
 
     b = ctx.bundle
-    spatial_in = normalize_rgb(rgb, b.mean, b.std)
-    temporal_in = np.stack([stack_flows(flows[i], b.flow.stacking) for i in range(len(flows))])
+    specs = (InputSpec("frame"), InputSpec("flow_stack", b.flow_length))
+    spatial_in, temporal_in = build_inputs(specs, rgb[:, None], flows, mean=b.mean, std=b.std,
+                                           stacking=b.flow.stacking)
     return spatial_in, temporal_in
 
 
