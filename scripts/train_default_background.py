@@ -194,7 +194,8 @@ def scores_of(bundle: Path, videos: list[str]) -> list:
     """Fused probabilities of every window `twostream run` publishes (stride 5), through the bundle's engines."""
     from engines.loader import open_bundle
     from stream.core.offline import read_video, video_flows_if_needed
-    from train.window_scores import stride_scores, video_fps as _fps
+    from train.window_scores import stride_scores
+    from train.window_scores import video_fps as _fps
 
     loaded = open_bundle(bundle, threads=2)
     out = []
@@ -246,10 +247,11 @@ def main() -> int:
     commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "models/default"],
                             capture_output=True, text=True).stdout.strip()
     script_commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--",
-                                    "scripts/train_default_background.py"], capture_output=True, text=True).stdout.strip()
+                                    "scripts/train_default_background.py"],
+                                   capture_output=True, text=True).stdout.strip()
     toml = (bundle / "bundle.toml").read_text()
     toml = toml.rstrip() + "\n" + "\n".join([
-        f'background_head = "last layer of both streams refit 1280 -> 5 with _background on frozen features"',
+        'background_head = "last layer of both streams refit 1280 -> 5 with _background on frozen features"',
         f'background_head_base = "models/default at commit {commit}"',
         f'background_head_script = "python scripts/train_default_background.py OUT (commit {script_commit})"',
         f'background_train_clips = "{", ".join(Path(v).name for v in split["train"])}"',
