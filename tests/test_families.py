@@ -162,6 +162,8 @@ def test_family_trains_exports_and_evaluates(family, extra, extraction, spatial_
     assert result["videos"] == 2 and {r["video"].split("/")[1][:6] for r in result["per_video"]} == {"actor2"}
     assert set(result["accuracy"]) == set(names) | {"fused"}
     assert all(v in (0.0, 0.5, 1.0) for v in result["accuracy"].values())
+    assert result["windows"] == 6 and set(result["window_accuracy"]) == set(names) | {"fused"}
+    assert all(round(v * 6) == round(v * 6, 3) for v in result["window_accuracy"].values())
 
 
 def test_hidden_export_without_spatial_is_a_clear_error(extraction, tmp_path, capsys):
