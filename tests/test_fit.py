@@ -195,6 +195,10 @@ def test_fit_end_to_end_tiny_real_subset_resumes_and_publishes_background_as_non
     assert (out / "spatial.onnx").stat().st_mtime_ns == onnx
     # other arguments in the same folder: a one-line error, not a silent mix
     _one_line_error(capsys, argv + ["--epochs", "2"], "holds a fit made with other arguments")
+    # --resume continues with the recorded arguments, no DATA needed
+    assert cli(["fit", "--out", str(out), "--resume", "--no-progress"]) == 0
+    assert "resuming: twostream fit" in capsys.readouterr().out
+    _one_line_error(capsys, ["fit", "--out", str(tmp_path / "nothing"), "--resume"], "holds no fit to continue")
 
     # the runtime publishes the background class as none, never as "_background"
     from stream.clients.client import Change, Prediction
@@ -243,3 +247,13 @@ def test_eval_counts_none_as_a_miss_on_actions_and_correct_on_background(shared_
     # 2 x 60 frames at 29.97 fps of background footage
     assert high["decided"]["background_minutes"] == pytest.approx(120 / 29.97 / 60, rel=0.01)
     assert off["decided"]["background_action_window_rate"] is not None
+
+
+def test_time_budget_parsing():
+    from stream.core.errors import ConfigError
+    from train.fit import parse_duration
+
+    assert parse_duration("10m") == 600 and parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
+    assert parse_duration("45") == 45
+    with pytest.raises(ConfigError, match="--time-budget 'ten minutes'"):
+        parse_duration("ten minutes")
