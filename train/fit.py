@@ -561,8 +561,16 @@ def fit(opts: dict, *, progress: bool = True) -> dict:
     if state.get("exported") != stamp or not (out / "bundle.toml").is_file():
         print(f"[5/7] export (ONNX, {'int8 calibrated on the training split' if quant == 'int8' else 'fp32'})")
         bar = tqdm(total=1, desc="export", unit="bundle", disable=not progress)
-        code = run_command("export", cmd_export, [str(work / "spatial"), str(work / "temporal"), str(out),
-                                                  "--quantize", quant], log)
+        argv = [str(work / "spatial"), str(work / "temporal"), str(out)]
+        try:
+            code = run_command("export", cmd_export, [*argv, "--quantize", quant], log)
+        except ConfigError as exc:  # int8 that disagrees with fp32 too often is refused: ship fp32 instead
+            if quant != "int8" or "agrees with fp32" not in str(exc):
+                raise
+            print(f"  int8 refused ({exc}); exporting fp32 instead")
+            quant = "none"
+            code = run_command("export", cmd_export, [*argv, "--quantize", quant], log)
+        state["quantized"] = quant
         bar.update(1)
         bar.close()
         if code:
@@ -598,7 +606,8 @@ def fit(opts: dict, *, progress: bool = True) -> dict:
     summary = {
         "bundle": str(out), "command": opts.get("command", ""), "data": opts["data"], "background": opts["background"],
         "classes": counts, "skipped": [{"file": p, "why": w} for p, w in scan.skipped], "split": split.description,
-        "train_videos": n_train, "val_videos": n_val, "epochs": epochs, "arch": opts["arch"], "quantize": quant,
+        "train_videos": n_train, "val_videos": n_val, "epochs": epochs, "arch": opts["arch"],
+        "quantize": state.get("quantized", quant),
         "evaluation": {k: evaluation[k] for k in ("videos", "spatial", "temporal", "fused", "per_class")},
         "decided": evaluation.get("decided"), "threshold": threshold,
         "training": {s: _last_row(work / s) for s in ("spatial", "temporal")},
