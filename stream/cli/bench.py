@@ -146,7 +146,8 @@ def format_table(report) -> str:
     for key, m in ev.items():
         if key.startswith("batch"):
             rows.append((f"engine {key}: onnxruntime / torch eager ms/window",
-                         f"{m['onnxruntime_ms_per_window']['median']:.2f} / {m['torch_eager_ms_per_window']['median']:.2f}"))
+                         f"{m['onnxruntime_ms_per_window']['median']:.2f} / "
+                         f"{m['torch_eager_ms_per_window']['median']:.2f}"))
     for key, m in reps.get("throughput", {}).items():
         if not isinstance(m, dict) or "stage_bound_frames_per_s" not in m:
             continue
@@ -222,7 +223,8 @@ def main(args: argparse.Namespace) -> int:
         report.doc["config"]["model_snapshot_of"] = str(inputs["model"])
         ctx = BenchContext(model=snapshot, video=inputs["video"], capacity_video=inputs["capacity_video"],
                            quality_data=inputs["quality_data"],
-                           quality_model=Path(args.quality_model) if args.quality_model else None, quick=args.quick, repeats=repeats,
+                           quality_model=Path(args.quality_model) if args.quality_model else None,
+                           quick=args.quick, repeats=repeats,
                            threads=args.threads, max_sources=max_sources, tmp=Path(tmp), report=report, log=log,
                            min_sources=max(1, args.min_sources),
                            capacity_seconds=args.capacity_seconds or (2.0 if args.quick else 24.0))

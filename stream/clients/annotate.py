@@ -70,7 +70,9 @@ def draw_prediction(frame: np.ndarray, pred: dict | None) -> np.ndarray:
 
 
 def write_annotated(video: str, out: Path, predictions: list[dict], *, frames: int | None = None) -> int:
-    """Re-decode `video` and write its first `frames` frames (all when None) with predictions drawn; returns the count."""
+    """Re-decode `video` and write its first `frames` frames (all when None) with predictions drawn.
+
+    Returns the number of frames written."""
     cap = cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
     if not cap.isOpened():
         raise SourceError(f"{video}: cannot be opened to annotate")

@@ -2,7 +2,8 @@
 
 Keys are ZeroMQ certificate files as written by pyzmq (`name.key` public, `name.key_secret` both):
 
-    python -c "import zmq.auth; zmq.auth.create_certificates('keys', 'server'); zmq.auth.create_certificates('keys', 'client')"
+    python -c "import zmq.auth; zmq.auth.create_certificates('keys', 'server'); \
+               zmq.auth.create_certificates('keys', 'client')"
 
 Publisher: [publish] curve_secret_key = "keys/server.key_secret"; with curve_clients = "DIR" only
 subscribers whose public `*.key` file is in DIR get anything (ZAP authentication), without it any

@@ -205,7 +205,7 @@ class StatsBoard:
         return LAST_ERRORS[int(self.get(source, "last_error"))]
 
     def row(self, source: int) -> dict[str, float]:
-        return {f: float(v) for f, v in zip(STAT_FIELDS, self._table[source])}
+        return {f: float(v) for f, v in zip(STAT_FIELDS, self._table[source], strict=True)}
 
     def close(self) -> None:
         self._table = None  # type: ignore[assignment]

@@ -71,7 +71,8 @@ def parse_source(arg: str) -> SourceSpec:
     if sep and "://" not in head and not head.isdigit() and "/" not in head:
         name, arg = head, rest
         if not _NAME_OK.match(name):
-            raise SourceError(f"source name {name!r}: use 1-64 letters, digits, '_', '.', '-' (starting with a letter or digit)")
+            raise SourceError(f"source name {name!r}: use 1-64 letters, digits, '_', '.', '-' "
+                              "(starting with a letter or digit)")
     if not arg:
         raise SourceError("empty SOURCE: give a webcam index, an rtsp/http URL or a video file")
     if arg.isdigit():
@@ -80,7 +81,8 @@ def parse_source(arg: str) -> SourceSpec:
         scheme = arg.split("://", 1)[0].lower()
         if scheme not in LIVE_SCHEMES:
             raise SourceError(
-                f"source {mask_url(arg)!r}: unknown URL scheme {scheme!r} (use rtsp://, http:// or https://, or a file path)"
+                f"source {mask_url(arg)!r}: unknown URL scheme {scheme!r} "
+                "(use rtsp://, http:// or https://, or a file path)"
             )
         target = expand_env(arg)
         kind, display = "url", mask_url(target)
