@@ -151,4 +151,5 @@ class ConvFusionNet(nn.Module):
                                                       else xt.mean(dim=(2, 3))))
         if k > 1:
             tl = tl.reshape(-1, k, tl.shape[1]).mean(dim=1)
-        return torch.log(0.5 * torch.softmax(logits, dim=1) + 0.5 * torch.softmax(tl, dim=1))
+        # clamped: the int8 graph rounded some averaged probabilities to 0 and output log(0) = -inf
+        return torch.log(torch.clamp(0.5 * torch.softmax(logits, dim=1) + 0.5 * torch.softmax(tl, dim=1), min=1e-6))
