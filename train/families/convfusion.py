@@ -19,6 +19,8 @@ helped); softmax(output) is that average, so the runtime's late-fusion arithmeti
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -151,5 +153,7 @@ class ConvFusionNet(nn.Module):
                                                       else xt.mean(dim=(2, 3))))
         if k > 1:
             tl = tl.reshape(-1, k, tl.shape[1]).mean(dim=1)
-        # clamped: the int8 graph rounded some averaged probabilities to 0 and output log(0) = -inf
-        return torch.log(torch.clamp(0.5 * torch.softmax(logits, dim=1) + 0.5 * torch.softmax(tl, dim=1), min=1e-6))
+        # log of the averaged softmax as a log-sum-exp of log-softmaxes: finite in int8 too (the int8 graph of
+        # log(average) rounded small probabilities to 0, and a clamp before the log was rounded to 0 as well)
+        both = torch.stack([F.log_softmax(logits, dim=1), F.log_softmax(tl, dim=1)])
+        return torch.logsumexp(both, dim=0) - math.log(2.0)
