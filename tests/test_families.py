@@ -173,3 +173,24 @@ def test_hidden_export_without_spatial_is_a_clear_error(extraction, tmp_path, ca
     assert cli(["family", "export", str(run), str(tmp_path / "b")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("twostream family: error:") and "--spatial" in err[-1]
+
+
+def test_training_windows_equal_the_runtime_inputs(extraction):
+    """train.families.data builds every kind exactly as stream.core.inputs (the runtime's builder) does."""
+    from stream.core.inputs import InputSpec, build_inputs, gather_windows, window_needs
+    from train.families.data import window_arrays
+
+    index = read_index(extraction)
+    frames, flows = load_video(extraction, index["videos"][sorted(index["videos"])[1]])
+    specs = [InputSpec("frame"), InputSpec("flow_stack", 4), InputSpec("clip", 3, 2), InputSpec("frame_stack", 5)]
+    needs = window_needs(specs)
+    ends = [needs.span, needs.span + 3, len(frames) - 1]
+    rgb, fl = gather_windows(frames, flows, ends, needs)
+    runtime = build_inputs(specs, rgb, fl, mean=[127.0] * 3, std=[128.0] * 3, stacking="interleaved")
+    for i, e in enumerate(ends):
+        ours = window_arrays(frames, flows, e, ("frame", "flow_stack", "clip", "frame_stack"), mean=[127.0] * 3,
+                             std=[128.0] * 3, stacking="interleaved", flow_length=4, clip_length=3, clip_stride=2,
+                             stack_length=5)
+        for spec, batch in zip(specs, runtime, strict=True):
+            assert ours[spec.kind].shape == batch[i].shape
+            assert np.array_equal(ours[spec.kind], batch[i]), spec.kind
