@@ -51,6 +51,24 @@ def count_frames(path) -> int:
     return n
 
 
+def tiny_weizmann_extraction(shared_data: Path, tmp_path_factory, *, name: str, size: int, max_frames: int) -> Path:
+    """bend vs jack of weizmann4 actors 0-2, extracted (frames + DIS flow, the runtime's code) at `size` px,
+    first `max_frames` frames: the tiny real dataset the training tests share."""
+    import shutil
+
+    from train.extract import extract_dataset
+
+    src = tmp_path_factory.mktemp(name)
+    for cls in ("bend", "jack"):
+        (src / cls).mkdir()
+        for a in (0, 1, 2):
+            f = next((shared_data / "weizmann4" / cls).glob(f"*actor{a}*"))
+            shutil.copy(f, src / cls / f.name)
+    out = tmp_path_factory.mktemp(f"{name}_ext")
+    extract_dataset(src, out, size=size, max_frames=max_frames, workers=1, progress=False)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
     """A real (random, seeded) two-stream bundle: torch conv nets exported to ONNX; input 32, L=4, 4 labels."""

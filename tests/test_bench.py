@@ -57,7 +57,8 @@ def resolve(doc: dict, path: str):
 def test_every_sub_report_is_present(bench_run):
     doc, proc = bench_run
     reports = doc["reports"]
-    assert set(reports) == {"stages", "engine_vs_eager", "throughput", "capacity", "baselines", "flow_quality", "triton"}
+    assert set(reports) == {"stages", "engine_vs_eager", "throughput", "capacity", "baselines", "flow_quality",
+                            "triton"}
     assert doc["machine"]["cores"] >= 1 and doc["config"]["quick"] is True
     assert {"dis-fast", "farneback", "tvl1"} <= set(reports["stages"]["flow"])
     levels = reports["capacity"]["levels"]

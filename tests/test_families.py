@@ -4,7 +4,6 @@ a format-2 bundle the runtime's reader accepts, evaluation through ONNX Runtime.
 from __future__ import annotations
 
 import json
-import shutil
 import tomllib
 
 import numpy as np
@@ -12,24 +11,18 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import tiny_weizmann_extraction  # noqa: E402
+
 from stream.cli import main as cli  # noqa: E402
-from train.extract import extract_dataset, load_video, read_index  # noqa: E402
+from train.extract import load_video, read_index  # noqa: E402
 
 SPLIT = ["--split", "group", "--group-regex", r"actor(\d+)", "--val-groups", "2"]
 
 
 @pytest.fixture(scope="module")
 def extraction(shared_data, tmp_path_factory):
-    """bend vs jack, actors 0-2, 32 px, first 24 frames, frames and DIS flow from the runtime code."""
-    src = tmp_path_factory.mktemp("w4fam")
-    for cls in ("bend", "jack"):
-        (src / cls).mkdir()
-        for a in (0, 1, 2):
-            f = next((shared_data / "weizmann4" / cls).glob(f"*actor{a}*"))
-            shutil.copy(f, src / cls / f.name)
-    out = tmp_path_factory.mktemp("w4fam_ext")
-    extract_dataset(src, out, size=32, max_frames=24, workers=1, progress=False)
-    return out
+    """bend vs jack, actors 0-2, 32 px, first 24 frames."""
+    return tiny_weizmann_extraction(shared_data, tmp_path_factory, name="w4fam", size=32, max_frames=24)
 
 
 def test_temporal_conv_rewrite_equals_conv3d():
@@ -38,7 +31,8 @@ def test_temporal_conv_rewrite_equals_conv3d():
 
     net = build_model("efficientnet_lite0", 4, 3)  # real Conv2dSame layers: dense stem and a strided depthwise conv
     torch.manual_seed(0)
-    for conv, channels in ((net._conv_stem, 3), (net._blocks[1]._depthwise_conv, 96), (net._blocks[3]._depthwise_conv, 144)):
+    convs = ((net._conv_stem, 3), (net._blocks[1]._depthwise_conv, 96), (net._blocks[3]._depthwise_conv, 144))
+    for conv, channels in convs:
         tc = TemporalConv(conv, 3, clip_length=5)
         with torch.no_grad():
             tc.weight.normal_()  # distinct taps: a wrong tap order or shift direction would show
@@ -104,8 +98,8 @@ def test_motion_photometric_error_finds_the_true_shift(extraction):
 @pytest.fixture(scope="module")
 def spatial_run(extraction, tmp_path_factory):
     out = tmp_path_factory.mktemp("late") / "spatial"
-    assert cli(["train", "--stream", "spatial", str(extraction), "--epochs", "1", "--max-steps", "1", "--batch-size", "2",
-                "--no-progress", "--out", str(out), *SPLIT]) == 0
+    assert cli(["train", "--stream", "spatial", str(extraction), "--epochs", "1", "--max-steps", "1",
+                "--batch-size", "2", "--no-progress", "--out", str(out), *SPLIT]) == 0
     return out
 
 

@@ -11,7 +11,6 @@ averaged. Only rank 0 prints, logs and writes checkpoints. The two runs go side 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
@@ -19,9 +18,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+
 from stream.core.ports import free_port  # noqa: E402
-from tests.conftest import ROOT  # noqa: E402
-from train.extract import extract_dataset  # noqa: E402
+from tests.conftest import ROOT, tiny_weizmann_extraction  # noqa: E402
 
 COMMON = ["--epochs", "1", "--segments", "1", "--flow-length", "4", "--no-progress", "--weights", "imagenet",
           "--dropout", "0", "--bn", "frozen", "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0",
@@ -31,15 +30,8 @@ COMMON = ["--epochs", "1", "--segments", "1", "--flow-length", "4", "--no-progre
 
 @pytest.fixture(scope="module")
 def extraction(shared_data, tmp_path_factory):
-    src = tmp_path_factory.mktemp("w4ddp")
-    for cls in ("bend", "jack"):
-        (src / cls).mkdir()
-        for a in (0, 1, 2):
-            f = next((shared_data / "weizmann4" / cls).glob(f"*actor{a}*"))
-            shutil.copy(f, src / cls / f.name)
-    out = tmp_path_factory.mktemp("w4ddp_ext")
-    extract_dataset(src, out, size=48, max_frames=24, workers=1, progress=False)
-    return out
+    """bend vs jack, actors 0-2, 48 px, first 24 frames."""
+    return tiny_weizmann_extraction(shared_data, tmp_path_factory, name="w4ddp", size=48, max_frames=24)
 
 
 def _env():

@@ -3,30 +3,23 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import tiny_weizmann_extraction  # noqa: E402
+
 from stream.cli import main as cli  # noqa: E402
 from train.datasets import VideoItem  # noqa: E402
-from train.extract import extract_dataset, read_index  # noqa: E402
+from train.extract import read_index  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def extraction(shared_data, tmp_path_factory):
     """bend vs jack, actors 0-2, 64 px, first 40 frames, extracted with the runtime flow code."""
-    src = tmp_path_factory.mktemp("w4tiny")
-    for cls in ("bend", "jack"):
-        (src / cls).mkdir()
-        for a in (0, 1, 2):
-            f = next((shared_data / "weizmann4" / cls).glob(f"*actor{a}*"))
-            shutil.copy(f, src / cls / f.name)
-    out = tmp_path_factory.mktemp("w4tiny_ext")
-    extract_dataset(src, out, size=64, max_frames=40, workers=1, progress=False)
-    return out
+    return tiny_weizmann_extraction(shared_data, tmp_path_factory, name="w4tiny", size=64, max_frames=40)
 
 
 def test_short_training_run_lowers_the_loss(extraction):
