@@ -155,7 +155,8 @@ def _train(args) -> int:
         raise ConfigError("--epochs and --batch-size must be >= 1")
     family = FAMILIES[args.family]
     cfg = dict(family.defaults)
-    overrides = {"segments": args.segments, "lr": args.lr, "init_weights": args.weights, "clip_length": args.clip_length,
+    overrides = {"segments": args.segments, "lr": args.lr, "init_weights": args.weights,
+                 "clip_length": args.clip_length,
                  "clip_stride": args.clip_stride, "inflate": args.inflate, "fuse_at": args.fuse_at,
                  "fusion_method": args.fusion_method, "motion_width": args.motion_width,
                  "motion_epochs": args.motion_epochs}
@@ -178,8 +179,9 @@ def _train(args) -> int:
         if init is not None and not Path(init).is_file():
             raise ConfigError(f"{init}: no such checkpoint")
     repo = Path(__file__).resolve().parents[1]
-    meta = {"data": str(index["source"]), "extracted": str(Path(args.data).resolve()), "input_size": int(index["input_size"]),
-            "flow": dict(index["flow"]), "split": split.description, "train_groups": list(split.groups.get("train", [])),
+    meta = {"data": str(index["source"]), "extracted": str(Path(args.data).resolve()),
+            "input_size": int(index["input_size"]), "flow": dict(index["flow"]), "split": split.description,
+            "train_groups": list(split.groups.get("train", [])),
             "val_groups": list(split.groups.get("val", [])), "val_videos": [it.rel for it in split.val],
             "train_videos": len(split.train), "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
             "spatial_init": str(args.spatial_init or ""), "temporal_init": str(args.temporal_init or ""),
@@ -188,7 +190,8 @@ def _train(args) -> int:
     print(f"{args.family}: {len(split.train)} train / {len(split.val)} val videos; {split.description}; "
           f"config {json.dumps(cfg, sort_keys=True)}", flush=True)
     try:
-        train_family(args.family, cfg, args.data, index, split, args.out, epochs=args.epochs, batch_size=args.batch_size,
+        train_family(args.family, cfg, args.data, index, split, args.out, epochs=args.epochs,
+                     batch_size=args.batch_size,
                      seed=args.seed, meta=meta, spatial_init=args.spatial_init and str(_resolve(args.spatial_init)),
                      temporal_init=args.temporal_init and str(_resolve(args.temporal_init)),
                      motion_init=args.motion_init and str(args.motion_init), max_steps=args.max_steps,
@@ -245,7 +248,8 @@ def _export(args) -> int:
         fusion = {"method": "late", "weights": {"spatial": args.fusion_spatial, family.onnx_name: args.fusion_other}}
     repo = Path(__file__).resolve().parents[1]
     provenance = _provenance(meta, {"config": cfg, "export_command": _command(), "export_git_commit": git_commit(repo),
-                                    "export_date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                                    "export_date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                                        timespec="seconds"),
                                     "networks": reports,
                                     "spatial_checkpoint": str(args.spatial or "")})
     arch = {"convfusion": f"efficientnet_lite0 x2, {cfg.get('fusion_method')} fusion at {cfg.get('fuse_at')}",
@@ -295,7 +299,8 @@ def _export_late(args) -> int:
     write_bundle(out, family="late", arch=f"{smeta['arch']} spatial + temporal", labels=smeta["classes"],
                  input_size=int(tmeta["input_size"]), mean=smeta["mean"], std=smeta["std"], flow=tmeta["flow"],
                  flow_length=L, networks=networks,
-                 fusion={"method": "late", "weights": {"spatial": args.fusion_spatial, "temporal": args.fusion_temporal}},
+                 fusion={"method": "late",
+                         "weights": {"spatial": args.fusion_spatial, "temporal": args.fusion_temporal}},
                  provenance=provenance)
     print(f"wrote {out}")
     return 0

@@ -21,7 +21,8 @@ def main(argv: list[str]) -> int:
         load0 = os.getloadavg()[0]
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "stream.cli", "run", "--model", bundle, "--pace", "fast",
-                               "--max-frames", str(frames), clip, "--print"], capture_output=True, text=True, timeout=1800)
+                               "--max-frames", str(frames), clip, "--print"],
+                              capture_output=True, text=True, timeout=1800)
         wall = time.perf_counter() - t0
         m = re.search(r"end of stream: (\d+) frames, (\d+) windows, (\d+) dropped", proc.stdout)
         row = {"bundle": bundle, "clip": clip, "returncode": proc.returncode, "wall_s": round(wall, 2),

@@ -51,7 +51,8 @@ class ConvFusionNet(nn.Module):
             raise ValueError(f"fuse_at = {fuse_at!r}: expected one of {', '.join(FUSE_POINTS)}")
         if method not in FUSE_METHODS:
             raise ValueError(f"method = {method!r}: expected one of {', '.join(FUSE_METHODS)}")
-        self.fuse_at, self.method, self.score_fusion, self.temporal_fusion = fuse_at, method, score_fusion, temporal_fusion
+        self.fuse_at, self.method = fuse_at, method
+        self.score_fusion, self.temporal_fusion = score_fusion, temporal_fusion
         self.flow_length = flow_length
         self.segments = 1  # set to K by the training loop; 1 = one window (export, evaluation)
         self.spatial = build_model("efficientnet_lite0", num_classes, 3, weights=spatial_weights, dropout=dropout)
@@ -149,8 +150,8 @@ class ConvFusionNet(nn.Module):
         logits = self.fc(self.dropout(pooled))
         if not self.score_fusion:
             return logits
-        tl = self.temporal._fc(self.temporal._dropout(_head(self.temporal, xt).mean(dim=(2, 3)) if self.fuse_at == "block"
-                                                      else xt.mean(dim=(2, 3))))
+        pooled_t = _head(self.temporal, xt).mean(dim=(2, 3)) if self.fuse_at == "block" else xt.mean(dim=(2, 3))
+        tl = self.temporal._fc(self.temporal._dropout(pooled_t))
         if k > 1:
             tl = tl.reshape(-1, k, tl.shape[1]).mean(dim=1)
         # log of the averaged softmax as a log-sum-exp of log-softmaxes: finite in int8 too (the int8 graph of

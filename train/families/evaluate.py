@@ -4,8 +4,8 @@ Scoring as `twostream eval`: 25 evenly spaced windows per video (the first one e
 largest input's history exists), softmax per network and window, averaged over the windows;
 the fused score is the bundle's late weighted average of the networks' probabilities, or the
 single network's. `window_accuracy` scores every window on its own (argmax of its fused
-probabilities): clip accuracy saturates on weizmann4, single windows do not. Inputs are built from the extraction's frames and DIS flow exactly as the
-runtime builds them (train.families.data.window_arrays).
+probabilities): clip accuracy saturates on weizmann4, single windows do not. Inputs are built
+from the extraction's frames and DIS flow exactly as the runtime builds them (train.families.data.window_arrays).
 """
 from __future__ import annotations
 
@@ -19,16 +19,18 @@ from train.families.data import history, window_arrays
 
 
 def read_networks(bundle: str | Path) -> dict:
-    """The parts of a format-2 bundle.toml the evaluator needs (validated by engines.bundle when the runtime loads it)."""
+    """The parts of a format-2 bundle.toml the evaluator needs (the runtime validates it with engines.bundle)."""
     doc = tomllib.loads((Path(bundle) / "bundle.toml").read_text(encoding="utf-8"))
     model = doc["model"]
-    labels = [x.strip() for x in (Path(bundle) / model.get("labels", "labels.txt")).read_text().splitlines() if x.strip()]
+    text = (Path(bundle) / model.get("labels", "labels.txt")).read_text()
+    labels = [x.strip() for x in text.splitlines() if x.strip()]
     flow = doc.get("flow", {})
     nets = []
     for n in doc["networks"]:
         params = {"flow_length": int(flow.get("length", 10)), "clip_length": int(n.get("clip_length", 8)),
                   "clip_stride": int(n.get("clip_stride", 1)), "stack_length": int(n.get("stack_length", 10))}
-        nets.append({"name": n["name"], "file": Path(bundle) / n["file"], "inputs": list(n["inputs"]), "params": params})
+        nets.append({"name": n["name"], "file": Path(bundle) / n["file"], "inputs": list(n["inputs"]),
+                     "params": params})
     fusion = doc.get("fusion", {})
     return {"labels": labels, "mean": model.get("mean", [127.0] * 3), "std": model.get("std", [128.0] * 3),
             "size": int(model["input_size"]), "networks": nets, "fusion": fusion, "family": model.get("family", "late")}

@@ -108,7 +108,8 @@ class _Reader:
     def get_next(self):
         if self.pos >= self.n:
             return None
-        out = {k: np.ascontiguousarray(v[self.pos:self.pos + self.batch], dtype=np.float32) for k, v in self.data.items()}
+        out = {k: np.ascontiguousarray(v[self.pos:self.pos + self.batch], dtype=np.float32)
+               for k, v in self.data.items()}
         self.pos += self.batch
         return out
 

@@ -89,7 +89,8 @@ class TemporalConv(nn.Module):
 class I3DLite0(nn.Module):
     """Inflated Lite0 on clips; `backbone` keeps the 2D module names (state dicts stay readable)."""
 
-    def __init__(self, num_classes: int, clip_length: int = 8, inflate: str = "all_dw", weights: str | None = "imagenet",
+    def __init__(self, num_classes: int, clip_length: int = 8, inflate: str = "all_dw",
+                 weights: str | None = "imagenet",
                  dropout: float = 0.5, impl: str = "2d", t: int = 3):
         super().__init__()
         if inflate not in INFLATE_MODES:

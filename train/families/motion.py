@@ -3,7 +3,8 @@
 Encoder (four stride-2 3x3 convs) and decoder (transposed convs with skip connections) that
 predicts flow at 1/16, 1/8, 1/4 and 1/2 resolution, each coarser prediction upsampled into the
 next stage; the full-resolution flow is the 1/2 prediction upsampled (a full-resolution decoder
-stage cost 3.6 GFLOPs per window for the whole hidden stream, this layout ~1.1). Output channels are interleaved (u1, v1, u2, v2, ...) in units of the flow
+stage cost 3.6 GFLOPs per window for the whole hidden stream, this layout ~1.1). Output channels
+are interleaved (u1, v1, u2, v2, ...) in units of the flow
 bound (flow_px / bound), the same scale as the runtime's dequantised flow stack, so the
 temporal Lite0 trained on DIS flow can sit on top. Flow i is backward flow between frames i
 and i+1 (frame_i(x) ~ frame_{i+1}(x + flow_i(x))), OpenCV's convention for DIS.
@@ -128,7 +129,7 @@ def unsupervised_loss(flows: list[torch.Tensor], frame_stack: torch.Tensor, stac
     first, second = pairs(frame_stack, stack_length)
     full = frame_stack.shape[-1]
     total = frame_stack.new_zeros(())
-    for flow, weight in zip(flows, scale_weights):
+    for flow, weight in zip(flows[:len(scale_weights)], scale_weights, strict=False):
         h, w = flow.shape[-2:]
         a = first if h == first.shape[-2] else F.adaptive_avg_pool2d(first, (h, w))
         b = second if h == second.shape[-2] else F.adaptive_avg_pool2d(second, (h, w))

@@ -31,7 +31,8 @@ def _load_motion(path: Path):
     width = state["enc1.0.weight"].shape[0]
     net = TinyMotionNet(L, width)
     net.load_state_dict(state, strict=True)
-    return net.eval(), {"stack_length": L, "motion_width": width, "bound": 20.0, "mean": [127.0] * 3, "std": [128.0] * 3}
+    return net.eval(), {"stack_length": L, "motion_width": width, "bound": 20.0, "mean": [127.0] * 3,
+                        "std": [128.0] * 3}
 
 
 def motion_vs_dis(run: str | Path, extracted: str | Path, index: dict, rels: list[str], windows: int = 8) -> dict:
@@ -47,7 +48,8 @@ def motion_vs_dis(run: str | Path, extracted: str | Path, index: dict, rels: lis
 
     motion, cfg = _load_motion(Path(run))
     L, bound = int(cfg["stack_length"]), float(index["flow"]["bound"])
-    mean, std = np.asarray(cfg.get("mean", [127.0] * 3), np.float32), np.asarray(cfg.get("std", [128.0] * 3), np.float32)
+    mean = np.asarray(cfg.get("mean", [127.0] * 3), np.float32)
+    std = np.asarray(cfg.get("std", [128.0] * 3), np.float32)
     sums = {"motionnet": 0.0, "dis": 0.0, "zero": 0.0, "epe": 0.0}
     n_pairs = 0
     size = int(index["input_size"])
