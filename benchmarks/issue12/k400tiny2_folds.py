@@ -7,8 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from train.datasets import (SplitSpec, fingerprint_distance, make_split, near_duplicate_groups, scan_folder_per_class,
-                            video_fingerprint)
+from train.datasets import (
+    SplitSpec,
+    fingerprint_distance,
+    make_split,
+    near_duplicate_groups,
+    scan_folder_per_class,
+    video_fingerprint,
+)
 
 root = Path(sys.argv[1])
 dataset = scan_folder_per_class(root)

@@ -47,7 +47,8 @@ def data_dir() -> Path | None:
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model bundle (default models/default)")
-    p.add_argument("--video", help="footage for stages, throughput and baselines (default assets/demo.mp4)")
+    p.add_argument("--video", help="footage for stages, throughput and baselines (default: the H.264 320x240 footage "
+                                   "of --capacity-video; assets/demo.mp4 without DATA)")
     p.add_argument("--capacity-video", help="the realtime source replayed N times (default: ~52 s of DATA's real "
                                             "clips encoded as H.264 320x240 25 fps with ffmpeg, as cameras send)")
     p.add_argument("--min-sources", type=int, default=1,
@@ -73,17 +74,17 @@ def _resolve_inputs(args) -> dict:
     model = Path(args.model) if args.model else REPO / "models" / "default"
     if not (model / "bundle.toml").is_file():
         raise ConfigError(f"--model {model}: not a model bundle (no bundle.toml); pass --model DIR")
-    video = Path(args.video) if args.video else REPO / "assets" / "demo.mp4"
+    # What cameras send: ~52 s of DATA's real clips as H.264 320x240 25 fps (stream.bench.common.CAPACITY_CLIPS),
+    # encoded once into a cache folder; without DATA or ffmpeg, the bundled 128x128 demo clip.
+    from stream.bench.common import h264_capacity_video
+
+    cache = Path(tempfile.gettempdir()) / "twostream-bench-cache"
+    cache.mkdir(exist_ok=True)
+    camera_like = h264_capacity_video(data, cache) if data is not None else None
+    video = Path(args.video) if args.video else (camera_like or REPO / "assets" / "demo.mp4")
     if not video.is_file():
         raise ConfigError(f"--video {video}: no such file")
-    if args.capacity_video:
-        cap_video = Path(args.capacity_video)
-    else:  # made in the bench's temporary folder from DATA's real clips (stream.bench.common.CAPACITY_CLIPS)
-        from stream.bench.common import h264_capacity_video
-
-        cache = Path(tempfile.gettempdir()) / "twostream-bench-cache"
-        cache.mkdir(exist_ok=True)
-        cap_video = (h264_capacity_video(data, cache) if data is not None else None) or video
+    cap_video = Path(args.capacity_video) if args.capacity_video else (camera_like or video)
     if not cap_video.is_file():
         raise ConfigError(f"--capacity-video {cap_video}: no such file")
     quality = Path(args.quality_data) if args.quality_data else (data / "weizmann4" if data else None)
