@@ -143,6 +143,15 @@ def trial(ctx: BenchContext) -> None:
         cv2.setNumThreads(1)
 
 
+def _throughput_runs(r) -> list[tuple[str, str, str]]:
+    """(report key, source count, ratio label) of each throughput run this invocation recorded."""
+    if "throughput" not in r.doc["reports"]:
+        return []
+    keys = sorted(k for k in r.get("reports/throughput") if k.startswith("sources"))
+    return [(k, k.replace("sources", ""), f"{k.replace('sources', '')}source{'s' if k != 'sources1' else ''}")
+            for k in keys]
+
+
 def finish(ctx: BenchContext) -> None:
     r = ctx.report
     b = ctx.bundle
@@ -153,11 +162,8 @@ def finish(ctx: BenchContext) -> None:
                       flow_size="source" if "fullres" in kind else f"{b.input_size}px",
                       networks=("onnxruntime, the bundle as shipped (" + str(b.provenance.get("quantization", "fp32"))
                                 + f"), {ctx.threads} thread(s)") if kind == SAME_ENGINES else "torch eager fp32")
-    throughput = sorted(k for k in r.get("reports/throughput") if k.startswith("sources")) \
-        if "throughput" in r.doc["reports"] else []
-    for n_path in throughput:
-        n = n_path.replace("sources", "")
-        label = f"{n}source{'s' if n != '1' else ''}"
+    throughput = _throughput_runs(r)
+    for n_path, n, label in throughput:
         r.ratio(f"pipeline_speedup_vs_single_process_same_engines_{label}", f"reports/throughput/{n_path}/frames_per_s",
                 f"{ROOT}/{SAME_ENGINES}/frames_per_s",
                 f"twostream fast-pace frames/s ({n} source(s)) ÷ one process running the same flow and the same "
@@ -171,9 +177,7 @@ def finish(ctx: BenchContext) -> None:
     dis = max((k for k in ("dis_eager_threads1", "dis_eager_threadsP") if ctx.cache["baseline_samples"][k]),
               key=lambda k: r.value(f"{ROOT}/{k}/frames_per_s"))
     r.put(f"{ROOT}/dis_eager_best", dis)
-    for n_path in throughput:
-        n = n_path.replace("sources", "")
-        label = f"{n}source{'s' if n != '1' else ''}"
+    for n_path, n, label in throughput:
         r.ratio(f"speedup_vs_dis_eager_loop_{label}", f"reports/throughput/{n_path}/frames_per_s",
                 f"{ROOT}/{dis}/frames_per_s",
                 f"MIXED FACTORS: twostream fast-pace frames/s ({n} source(s), ONNX Runtime as shipped) ÷ plain "
