@@ -188,3 +188,46 @@ def test_training_windows_equal_the_runtime_inputs(extraction):
         for spec, batch in zip(specs, runtime, strict=True):
             assert ours[spec.kind].shape == batch[i].shape
             assert np.array_equal(ours[spec.kind], batch[i]), spec.kind
+
+
+def test_run_training_videos_never_include_the_validation_videos():
+    from stream.core.errors import ConfigError
+    from train.families.export import run_training_videos
+
+    index = {"videos": {f"{c}/actor{a}_{c}.mp4": {} for c in ("bend", "jack") for a in (0, 1, 2)}}
+    val = ["bend/actor2_bend.mp4", "jack/actor2_jack.mp4"]
+    want = sorted(v for v in index["videos"] if v not in val)
+    assert run_training_videos({"train_items": want[::-1]}, index) == want
+    assert run_training_videos({"val_videos": val, "train_videos": 4}, index) == want  # runs before train_items
+    with pytest.raises(ConfigError):  # the recorded count does not match: refuse rather than guess
+        run_training_videos({"val_videos": val, "train_videos": 3}, index)
+    with pytest.raises(ConfigError):
+        run_training_videos({"val_videos": val}, index)
+
+
+def test_int8_exports_calibrate_on_training_videos_only(extraction, spatial_run, tmp_path, monkeypatch):
+    """family export and export-late draw every parity/calibration/agreement window from training videos."""
+    import train.families.export as fexport
+
+    calls = []
+    real = fexport.real_windows
+
+    def spy(*args, rels=None, **kwargs):
+        calls.append(rels)
+        return real(*args, rels=rels, **kwargs)
+
+    monkeypatch.setattr(fexport, "real_windows", spy)
+    run = tmp_path / "run"
+    assert cli(["family", "train", "i3d", str(extraction), "--out", str(run), "--epochs", "1", "--max-steps", "1",
+                "--batch-size", "2", "--clip-length", "4", *SPLIT]) == 0
+    assert cli(["family", "export", str(run), str(tmp_path / "b"), "--windows", "4", "--quantize", "int8",
+                "--min-agreement", "0"]) == 0
+    temporal = tmp_path / "temporal"
+    assert cli(["train", "--stream", "temporal", str(extraction), "--epochs", "1", "--max-steps", "1",
+                "--batch-size", "2", "--no-progress", "--out", str(temporal), *SPLIT]) == 0
+    assert cli(["family", "export-late", str(spatial_run), str(temporal), str(tmp_path / "late"), "--windows", "4",
+                "--quantize", "int8", "--min-agreement", "0"]) == 0
+    train = {f"{c}/actor{a}_{c}.mp4" for c in ("bend", "jack") for a in (0, 1)}
+    assert calls and all(rels is not None and set(rels) <= train and rels for rels in calls)
+    doc = tomllib.loads((tmp_path / "b" / "bundle.toml").read_text())
+    assert doc["provenance"]["calibration"].startswith("4 training videos")

@@ -183,7 +183,7 @@ def _train(args) -> int:
             "input_size": int(index["input_size"]), "flow": dict(index["flow"]), "split": split.description,
             "train_groups": list(split.groups.get("train", [])),
             "val_groups": list(split.groups.get("val", [])), "val_videos": [it.rel for it in split.val],
-            "train_videos": len(split.train), "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+            "train_videos": len(split.train), "train_items": sorted(it.rel for it in split.train), "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
             "spatial_init": str(args.spatial_init or ""), "temporal_init": str(args.temporal_init or ""),
             "git_commit": git_commit(repo), "command": _command(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -212,7 +212,7 @@ def _provenance(meta: dict, extra: dict) -> dict:
 def _export(args) -> int:
     from train.cmd_train import git_commit
     from train.extract import read_index
-    from train.families.export import export_network, network_entry, real_windows, write_bundle
+    from train.families.export import export_network, network_entry, real_windows, run_training_videos, write_bundle
     from train.families.loop import load_family_checkpoint
     from train.families.registry import FAMILIES, input_params
 
@@ -225,13 +225,17 @@ def _export(args) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     kinds = family.kinds
-    check = real_windows(meta["extracted"], index, kinds, params, args.windows, cfg["mean"], cfg["std"])
+    # parity, int8 calibration and int8 agreement: windows of the run's training videos only (never held-out ones)
+    train_rels = run_training_videos(meta, index)
+    check = real_windows(meta["extracted"], index, kinds, params, args.windows, cfg["mean"], cfg["std"],
+                         rels=train_rels)
     reports = [export_network(model, out, family.onnx_name, kinds, size, params, check, check, quantize=args.quantize,
                               tolerance=args.tolerance, min_agreement=args.min_agreement)]
     networks = [network_entry(family.onnx_name, kinds, params)]
     fusion = {"method": "single", "network": family.onnx_name}
     if meta["family"] == "hidden":
         from stream.core.errors import ConfigError
+        from train.cmd_export import training_videos
         from train.engine import load_checkpoint
         from train.models import build_model
 
@@ -240,7 +244,12 @@ def _export(args) -> int:
         sck = load_checkpoint(_resolve(args.spatial))
         spatial = build_model(sck["meta"]["arch"], len(meta["classes"]), 3, weights=None)
         spatial.load_state_dict(sck["model"], strict=True)
-        scheck = real_windows(meta["extracted"], index, ("frame",), params, args.windows, cfg["mean"], cfg["std"])
+        shared = sorted(set(train_rels) & set(training_videos(sck["meta"], index)))
+        if not shared:
+            raise ConfigError(f"{args.spatial}: the spatial checkpoint and the run share no training video to "
+                              f"calibrate on")
+        scheck = real_windows(meta["extracted"], index, ("frame",), params, args.windows, cfg["mean"], cfg["std"],
+                              rels=shared)
         reports.insert(0, export_network(spatial.eval(), out, "spatial", ("frame",), size, params, scheck, scheck,
                                          quantize=args.quantize, tolerance=args.tolerance,
                                          min_agreement=args.min_agreement))
@@ -251,6 +260,8 @@ def _export(args) -> int:
                                     "export_date": datetime.datetime.now(datetime.timezone.utc).isoformat(
                                         timespec="seconds"),
                                     "networks": reports,
+                                    "calibration": f"{len(train_rels)} training videos of {meta['extracted']} "
+                                                   f"(validation videos excluded)",
                                     "spatial_checkpoint": str(args.spatial or "")})
     arch = {"convfusion": f"efficientnet_lite0 x2, {cfg.get('fusion_method')} fusion at {cfg.get('fuse_at')}",
             "hidden": f"tiny_motionnet(width {cfg.get('motion_width')}) + efficientnet_lite0",
@@ -269,6 +280,8 @@ def _export(args) -> int:
 
 def _export_late(args) -> int:
     from train.cmd_train import git_commit
+    from stream.core.errors import ConfigError
+    from train.cmd_export import training_videos
     from train.engine import load_checkpoint
     from train.extract import read_index
     from train.families.export import export_network, network_entry, real_windows, write_bundle
@@ -279,6 +292,11 @@ def _export_late(args) -> int:
     L = int(tmeta["flow_length"])
     params = {"flow_length": L, "clip_length": 8, "clip_stride": 1, "stack_length": L}
     index = read_index(tmeta["extracted"])
+    # parity, int8 calibration and int8 agreement: videos both streams trained on (never held-out ones)
+    train_rels = sorted(set(training_videos(smeta, read_index(smeta["extracted"])))
+                        & set(training_videos(tmeta, index)))
+    if not train_rels:
+        raise ConfigError("the spatial and temporal checkpoints share no training video to calibrate on")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     reports, networks = [], []
@@ -286,7 +304,8 @@ def _export_late(args) -> int:
         m = ck["meta"]
         net = build_model(m["arch"], len(m["classes"]), int(m["in_channels"]), weights=None)
         net.load_state_dict(ck["model"], strict=True)
-        check = real_windows(m["extracted"], index, (kind,), params, args.windows, m["mean"], m["std"])
+        check = real_windows(m["extracted"], read_index(m["extracted"]), (kind,), params, args.windows, m["mean"],
+                             m["std"], rels=train_rels)
         reports.append(export_network(net.eval(), out, name, (kind,), int(m["input_size"]), params, check, check,
                                       quantize=args.quantize, tolerance=args.tolerance,
                                       min_agreement=args.min_agreement))
@@ -295,7 +314,8 @@ def _export_late(args) -> int:
                   "spatial_command": str(smeta.get("command", "")), "temporal_command": str(tmeta.get("command", "")),
                   "train_git_commit": str(tmeta.get("git_commit", "")), "export_command": _command(),
                   "export_git_commit": git_commit(Path(__file__).resolve().parents[1]),
-                  "networks": json.dumps(reports)}
+                  "networks": json.dumps(reports),
+                  "calibration": f"{len(train_rels)} training videos of {tmeta['extracted']} (validation videos excluded)"}
     write_bundle(out, family="late", arch=f"{smeta['arch']} spatial + temporal", labels=smeta["classes"],
                  input_size=int(tmeta["input_size"]), mean=smeta["mean"], std=smeta["std"], flow=tmeta["flow"],
                  flow_length=L, networks=networks,

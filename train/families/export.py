@@ -100,6 +100,30 @@ def real_windows(extracted: str | Path, index: dict, kinds, params: dict, count:
     return {k: np.stack(v)[:count] for k, v in out.items()}
 
 
+def run_training_videos(meta: dict, index: dict) -> list[str]:
+    """The videos (rel paths) a family run trained on: int8 calibration and its agreement check use only these.
+
+    Runs record them (meta "train_items"); older runs recorded the validation videos and the count of
+    training videos: the extraction's other videos, accepted only when their count matches (else
+    ConfigError: calibrating on videos of unknown role could leak the held-out actors).
+    """
+    from stream.core.errors import ConfigError
+
+    videos = sorted(index["videos"])
+    if meta.get("train_items") is not None:
+        chosen = sorted(meta["train_items"])
+    else:
+        val = set(meta.get("val_videos") or [])
+        chosen = [v for v in videos if v not in val]
+        if "train_videos" not in meta or len(chosen) != int(meta["train_videos"]):
+            raise ConfigError(f"cannot tell which videos the run was trained on (split {meta.get('split', '?')!r}: "
+                              f"{len(chosen)} non-validation videos, {meta.get('train_videos', '?')} recorded)")
+    missing = [v for v in chosen if v not in index["videos"]]
+    if missing or not chosen:
+        raise ConfigError(f"the run's training videos are not in the extraction ({missing[:3]}...)")
+    return chosen
+
+
 class _Reader:
     def __init__(self, data: dict[str, np.ndarray], batch: int = 8):
         self.data, self.batch, self.pos = data, batch, 0
