@@ -183,7 +183,8 @@ def _train(args) -> int:
             "input_size": int(index["input_size"]), "flow": dict(index["flow"]), "split": split.description,
             "train_groups": list(split.groups.get("train", [])),
             "val_groups": list(split.groups.get("val", [])), "val_videos": [it.rel for it in split.val],
-            "train_videos": len(split.train), "train_items": sorted(it.rel for it in split.train), "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+            "train_videos": len(split.train), "train_items": sorted(it.rel for it in split.train),
+            "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
             "spatial_init": str(args.spatial_init or ""), "temporal_init": str(args.temporal_init or ""),
             "git_commit": git_commit(repo), "command": _command(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
@@ -279,9 +280,9 @@ def _export(args) -> int:
 
 
 def _export_late(args) -> int:
-    from train.cmd_train import git_commit
     from stream.core.errors import ConfigError
     from train.cmd_export import training_videos
+    from train.cmd_train import git_commit
     from train.engine import load_checkpoint
     from train.extract import read_index
     from train.families.export import export_network, network_entry, real_windows, write_bundle
@@ -315,7 +316,8 @@ def _export_late(args) -> int:
                   "train_git_commit": str(tmeta.get("git_commit", "")), "export_command": _command(),
                   "export_git_commit": git_commit(Path(__file__).resolve().parents[1]),
                   "networks": json.dumps(reports),
-                  "calibration": f"{len(train_rels)} training videos of {tmeta['extracted']} (validation videos excluded)"}
+                  "calibration": f"{len(train_rels)} training videos of {tmeta['extracted']} "
+                                 f"(validation videos excluded)"}
     write_bundle(out, family="late", arch=f"{smeta['arch']} spatial + temporal", labels=smeta["classes"],
                  input_size=int(tmeta["input_size"]), mean=smeta["mean"], std=smeta["std"], flow=tmeta["flow"],
                  flow_length=L, networks=networks,
