@@ -15,6 +15,7 @@ Frames/s = frames / loop time (model loading excluded, as for the pipeline's ste
 
 The seed-recipe ratios are SPEED ONLY: no temporal network trained on TV-L1 flow has been evaluated side
 by side with the DIS one on the same held-out split, so they claim nothing about equal accuracy.
+Bundles of other families skip the baselines with the reason in `reports/baselines/skipped`.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import time
 import cv2
 import numpy as np
 
-from stream.bench.common import BenchContext
+from stream.bench.common import BenchContext, describe_bundle, two_stream
 from stream.bench.eager import eager_networks
 
 ROOT = "reports/baselines"
@@ -104,10 +105,16 @@ KINDS = (("dis_eager_threads1", "dis", 1, False), ("dis_eager_threadsP", "dis", 
 SAME_ENGINES = "same_engines_loop"
 
 
-def prepare(ctx: BenchContext) -> bool:
+def prepare(ctx: BenchContext) -> str | None:
+    """None when the baselines run; else why they are skipped (they are two-stream loops: a spatial network on
+    the newest frame and a temporal one on a flow stack). The same-engines loop needs no torch; the eager loops
+    are skipped without it."""
+    if not two_stream(ctx.bundle):
+        return (f"{describe_bundle(ctx.bundle)}: the baselines are two-stream loops (spatial [frame] + temporal "
+                "[flow_stack] networks, DIS/TV-L1 flow, torch eager); defined for two-stream bundles only")
     ctx.cache["baseline_samples"] = {k[0]: [] for k in KINDS}
     ctx.cache["baseline_samples"][SAME_ENGINES] = []
-    return True  # the same-engines loop needs no torch; the eager loops are skipped without it
+    return None
 
 
 def trial(ctx: BenchContext) -> None:

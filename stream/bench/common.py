@@ -303,6 +303,20 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else float("nan")
 
 
+def two_stream(bundle) -> bool:
+    """The classic two-stream layout (networks spatial [frame] and temporal [flow_stack], late fusion): what the
+    baselines, flow-quality and the torch-eager checkpoints path are defined for. Other families get the
+    per-network reports and `skipped: <reason>` where a sub-report only makes sense for two streams."""
+    kinds = [(n.name, tuple(s.kind for s in n.inputs)) for n in bundle.networks]
+    return kinds == [("spatial", ("frame",)), ("temporal", ("flow_stack",))] and bundle.fusion.method == "late"
+
+
+def describe_bundle(bundle) -> str:
+    """'family i3d, networks i3d[clip(T=8, stride=1)]': for skip reasons and logs."""
+    nets = ", ".join(f"{n.name}[{' + '.join(s.describe() for s in n.inputs)}]" for n in bundle.networks)
+    return f"family {bundle.family}, networks {nets}"
+
+
 @dataclass
 class BenchContext:
     """What every sub-report needs: the bundle, the inputs, the mode, and results shared between reports."""

@@ -8,6 +8,9 @@ Where they come from, best first:
      bundles) with random weights: same speed, not the same outputs.
 Every path checks torch outputs against ONNX Runtime on real inputs and reports the difference,
 so the JSON says whether the eager numbers come from the same weights.
+Bundles of the other families (train.families): family_eager_networks rebuilds each network the way
+`twostream family bench` / `family export` do (the family checkpoint named in the export command, else the
+registry's builder with the config the bundle records, random weights).
 torch is imported inside functions only.
 """
 from __future__ import annotations
@@ -160,3 +163,68 @@ def fp32_onnx(ctx: BenchContext, nets: EagerNets) -> tuple[Path, Path] | None:
     t = export_onnx(nets.temporal, out / "temporal.onnx", (2 * b.flow_length, b.input_size, b.input_size))
     ctx.cache["fp32_onnx"] = (s, t)
     return s, t
+
+
+def _family_checkpoint(bundle) -> Path | None:
+    """The family run's last.pt named in [provenance] export_command (`twostream family export RUN OUT`), if here."""
+    try:
+        words = shlex.split(str(bundle.provenance.get("export_command", "")))
+    except ValueError:
+        return None
+    for w in words[3:]:
+        for base in (Path.cwd(), REPO):
+            p = Path(w) if Path(w).is_absolute() else base / w
+            p = p / "last.pt" if p.is_dir() else p
+            if p.is_file() and p.suffix == ".pt":
+                return p
+    return None
+
+
+def family_eager_networks(ctx: BenchContext) -> tuple[dict | None, str]:
+    """({network name: torch eager module}, where they come from) for a bundle that is not two-stream, built by
+    train.families as `twostream family bench` builds them; (None, reason) when some network cannot be built."""
+    if not torch_available():
+        return None, "torch is not installed"
+    import json
+
+    import torch
+
+    from train.families.registry import FAMILIES
+
+    b = ctx.bundle
+    if b.family not in FAMILIES:
+        return None, f"family {b.family!r} has no torch builder in train.families ({', '.join(FAMILIES)})"
+    family = FAMILIES[b.family]
+    torch.set_num_threads(max(1, ctx.threads))
+    model, source = None, "random weights (same architecture: the train.families builder with the bundle's config)"
+    ckpt = _family_checkpoint(b)
+    if ckpt is not None:
+        from train.families.loop import load_family_checkpoint
+
+        try:
+            model, _ = load_family_checkpoint(ckpt)
+            source = f"checkpoint {ckpt}"
+        except (ValueError, KeyError, RuntimeError, OSError):
+            model = None
+    if model is None:
+        try:
+            cfg = json.loads(str(b.provenance.get("config", "")))
+        except ValueError:
+            return None, (f"{b.path}: [provenance] config (the family's training config) is missing, so its torch "
+                          "module cannot be rebuilt")
+        model = family.build({**family.defaults, **cfg, "init_weights": "none"}, b.num_classes).eval()
+    nets = {}
+    for net in b.networks:
+        kinds = tuple(s.kind for s in net.inputs)
+        if net.name == family.onnx_name and kinds == family.kinds:
+            nets[net.name] = model.eval()
+        elif kinds in (("frame",), ("flow_stack",)) and "efficientnet_lite0" in b.arch:
+            from train.models import build_model  # the late stream beside it (hidden: spatial), random weights
+
+            channels = 3 if kinds == ("frame",) else 2 * net.inputs[0].length
+            nets[net.name] = build_model("efficientnet_lite0", b.num_classes, in_channels=channels,
+                                         weights=None).eval()
+            source += f"; {net.name}: efficientnet_lite0, random weights"
+        else:
+            return None, f"network {net.name} ({' + '.join(kinds)}) of {b.family} has no torch builder here"
+    return nets, source

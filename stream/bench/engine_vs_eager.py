@@ -4,11 +4,15 @@ eager, on the same real inputs, with the same number of intra-op threads, timed 
 Ratios are like for like, one factor each (issue 12): ONNX Runtime fp32 vs torch eager fp32 (the engine
 alone), and the bundle as shipped (int8 when quantised) vs ONNX Runtime fp32 (quantisation alone; its
 accuracy cost on held-out data is in BENCHMARKS.md / benchmarks/). The old "int8 ONNX Runtime vs fp32 eager"
-ratio mixed both factors and is no longer reported."""
+ratio mixed both factors and is no longer reported.
+
+Bundles of other families (not spatial [frame] + temporal [flow_stack]): run_networks times each network of
+the bundle in ONNX Runtime, per window at the same batch sizes, and beside it the torch eager module that
+train.families builds for it (eager.family_eager_networks), or says `torch_eager_skipped: <reason>`."""
 from __future__ import annotations
 
-from stream.bench.common import BenchContext, interleaved
-from stream.bench.eager import eager_networks, fp32_onnx, parity
+from stream.bench.common import BenchContext, describe_bundle, interleaved, two_stream
+from stream.bench.eager import eager_networks, family_eager_networks, fp32_onnx, parity
 from stream.bench.stages import loaded_bundle, prepare_inputs, window_batch
 
 ROOT = "reports/engine_vs_eager"
@@ -18,7 +22,63 @@ def batches(ctx: BenchContext) -> list[int]:
     return [1, 4] if ctx.quick else [1, 8]
 
 
+def run_networks(ctx: BenchContext) -> None:
+    """Any bundle: ONNX Runtime ms per window of each network (and its torch eager module where train.families
+    builds it), the window inputs built by stream.core.inputs, interleaved per batch size."""
+    import numpy as np
+
+    r = ctx.report
+    b = ctx.bundle
+    loaded = loaded_bundle(ctx)
+    names = [n.name for n in b.networks]
+    r.put(f"{ROOT}/family", b.family)
+    r.put(f"{ROOT}/networks", names)
+    r.put(f"{ROOT}/bundle_quantization", str(b.provenance.get("quantization", "as exported")))
+    eager, source = family_eager_networks(ctx)
+    if eager is None:
+        r.put(f"{ROOT}/torch_eager_skipped", f"{describe_bundle(b)}: {source}")
+    else:
+        import torch
+
+        r.put(f"{ROOT}/eager_source", source)
+    r.put(f"{ROOT}/threads", {"onnxruntime_intra_op": ctx.threads, **({"torch": torch.get_num_threads()} if eager
+                                                                        else {})})
+    for batch in batches(ctx):
+        inputs = prepare_inputs(ctx, *window_batch(ctx, batch))
+        fns = {("onnxruntime", n): (lambda e=loaded.engines[n], x=inputs[n]: e.run(*x)) for n in names}
+        if eager is not None:
+            tensors = {n: [torch.from_numpy(a) for a in inputs[n]] for n in names}
+
+            def eager_call(m, x):
+                with torch.inference_mode():
+                    return m(*x)
+
+            fns.update({("torch_eager", n): (lambda m=eager[n], x=tensors[n]: eager_call(m, x)) for n in names})
+            if batch == batches(ctx)[-1]:
+                r.put(f"{ROOT}/parity", {f"{n}_max_abs_diff": float(np.max(np.abs(
+                    eager_call(eager[n], tensors[n]).numpy() - loaded.engines[n].run(*inputs[n])))) for n in names})
+        s = interleaved(fns, repeats=max(5, ctx.repeats * 2), warmup=2, inner=3 if batch == 1 else 1)
+        for engine in sorted({k[0] for k in s}):
+            for n in names:
+                r.measure(f"{ROOT}/batch{batch}/networks/{n}/{engine}_ms_per_window",
+                          [v / batch for v in s[(engine, n)]], "ms/window", batch=batch)
+            total = [sum(x) / batch for x in zip(*(s[(engine, n)] for n in names), strict=True)]
+            r.measure(f"{ROOT}/batch{batch}/{engine}_ms_per_window", total, "ms/window", batch=batch,
+                      what=f"{' + '.join(names)}, per window")
+        if eager is not None:
+            r.ratio(f"onnxruntime_bundle_speedup_vs_torch_eager_fp32_batch{batch}",
+                    f"{ROOT}/batch{batch}/torch_eager_ms_per_window", f"{ROOT}/batch{batch}/onnxruntime_ms_per_window",
+                    f"torch eager fp32 ms/window ÷ ONNX Runtime ms/window (the {b.family} bundle as exported, "
+                    f"precision per network in its provenance) at batch {batch}, {ctx.threads} thread(s)")
+    ctx.log(f"engine ({b.family}): " + ", ".join(
+        f"{n} {r.value(f'{ROOT}/batch1/networks/{n}/onnxruntime_ms_per_window'):.2f}" for n in names)
+        + " ms/window (ONNX Runtime, batch 1)")
+
+
 def run(ctx: BenchContext) -> None:
+    if not two_stream(ctx.bundle):
+        run_networks(ctx)
+        return
     r = ctx.report
     nets = eager_networks(ctx)
     if nets is None:
@@ -41,8 +101,8 @@ def run(ctx: BenchContext) -> None:
                                        f"{nets.quantization} bundle")
     r.put(f"{ROOT}/threads", {"onnxruntime_intra_op": ctx.threads, "torch": torch.get_num_threads()})
     for batch in batches(ctx):
-        rgb, fl = window_batch(ctx, batch)
-        s_in, t_in = prepare_inputs(ctx, rgb, fl)
+        inputs = prepare_inputs(ctx, *window_batch(ctx, batch))
+        s_in, t_in = inputs["spatial"][0], inputs["temporal"][0]
         if batch == batches(ctx)[-1]:
             r.put(f"{ROOT}/parity", parity(ctx, nets, s_in, t_in))
         ts, tt = torch.from_numpy(s_in), torch.from_numpy(t_in)

@@ -6,6 +6,7 @@ bundle.toml names that backend, so the flow, windows and engines are exactly the
 Limitation (stated in the output): the bundle's temporal network was trained on its own backend's
 flow; a backend that would be as good after training on its own flow can score lower here. Training
 one temporal net per backend is the complete experiment and is not done by this command.
+Bundles of other families are skipped with the reason in `reports/flow_quality/skipped`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from engines.bundle import write_bundle_toml
-from stream.bench.common import BenchContext
+from stream.bench.common import BenchContext, describe_bundle, two_stream
 from stream.bench.stages import FLOW_VARIANTS
 
 ROOT = "reports/flow_quality"
@@ -70,6 +71,10 @@ def run(ctx: BenchContext) -> None:
 
     b = read_bundle(ctx.quality_model) if ctx.quality_model else ctx.bundle
     r.put(f"{ROOT}/model", str(b.path))
+    if not two_stream(b):
+        r.put(f"{ROOT}/skipped", f"{describe_bundle(b)}: flow-quality scores a temporal [flow_stack] stream beside a "
+                                 "spatial one per flow backend; defined for two-stream bundles only")
+        return
     r.put(f"{ROOT}/data", str(ctx.quality_data))
     r.put(f"{ROOT}/limitation",
           f"the bundle's temporal net was trained on {b.flow.backend}/{b.flow.preset} flow and is evaluated here on "

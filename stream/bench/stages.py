@@ -1,8 +1,10 @@
 """Stage costs on real footage, each in isolation on one core, in CPU time of the measuring thread
 (time.thread_time: every stage runs single-threaded, and CPU time does not count the time other
 processes on a shared machine held the core): decode, resize, flow per backend at the
-model resolution, window preparation, spatial/temporal engines per window at several batch sizes,
-fusion and publishing.
+model resolution, window preparation, each network of the bundle per window at several batch sizes
+(window inputs built by stream.core.inputs exactly as the inference stage builds them), fusion and
+publishing. Any bundle family: a bundle whose networks take no flow_stack has no flow stage cost (the
+pipeline computes no flow for it) and no flow backend comparison (`flow_skipped` says why).
 
 The per-frame costs of the work each pipeline process does (capture, flow stage, inference,
 publish) are kept in ctx.cache["costs"] for the throughput report's stage-cost bound.
@@ -15,7 +17,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
-from stream.bench.common import BenchContext, interleaved, median, time_call
+from stream.bench.common import BenchContext, describe_bundle, interleaved, median, time_call, two_stream
 from stream.core.ports import free_port
 
 FLOW_VARIANTS = (("dis", "ultrafast"), ("dis", "fast"), ("dis", "medium"), ("farneback", "-"), ("tvl1", "-"))
@@ -106,32 +108,31 @@ def flow_stage_samples(ctx: BenchContext, frames: np.ndarray, pairs: int) -> lis
     return out[1:]
 
 
-def window_batch(ctx: BenchContext, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 RGB frames (B,S,S,3) and quantised flows (B,L,S,S,2) of real windows from the bench video."""
+def window_batch(ctx: BenchContext, batch: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Raw data of `batch` real windows of the bench video, as the rings hold it (stream.core.inputs.gather_windows):
+    uint8 RGB frames (B, F, S, S, 3) and quantised flows (B, L, S, S, 2), each None when no network reads it."""
+    from stream.core.inputs import gather_windows
     from stream.core.offline import video_flows
 
     b = ctx.bundle
+    needs = b.needs
     key = "window_source"
     if key not in ctx.cache:
-        frames = ctx.frames(max_frames=max(b.flow_length + 2, 48 if ctx.quick else 96))
-        ctx.cache[key] = (frames, video_flows(frames, b.flow))
+        frames = ctx.frames(max_frames=max(needs.span + 2, 48 if ctx.quick else 96))
+        ctx.cache[key] = (frames, video_flows(frames, b.flow) if b.needs_flow else None)
     frames, flows = ctx.cache[key]
-    ends = [b.flow_length + (i * 3) % max(1, len(frames) - b.flow_length) for i in range(batch)]
-    rgb = np.stack([frames[e] for e in ends])
-    fl = np.stack([flows[e - b.flow_length:e] for e in ends])
-    return rgb, fl
+    ends = [needs.span + (i * 3) % max(1, len(frames) - needs.span) for i in range(batch)]
+    return gather_windows(frames, flows, ends, needs)
 
 
-def prepare_inputs(ctx: BenchContext, rgb: np.ndarray, flows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exactly what stream.runtime.inference does before the engine calls of a two-stream bundle (the one input
-    builder, stream.core.inputs)."""
-    from stream.core.inputs import InputSpec, build_inputs
+def prepare_inputs(ctx: BenchContext, rgb: np.ndarray | None, flows: np.ndarray | None) -> dict[str, list[np.ndarray]]:
+    """{network name: its inputs}: exactly what stream.runtime.inference builds before the engine calls (the one
+    input builder, stream.core.inputs)."""
+    from stream.core.inputs import build_inputs
 
     b = ctx.bundle
-    specs = (InputSpec("frame"), InputSpec("flow_stack", b.flow_length))
-    spatial_in, temporal_in = build_inputs(specs, rgb[:, None], flows, mean=b.mean, std=b.std,
-                                           stacking=b.flow.stacking)
-    return spatial_in, temporal_in
+    return {net.name: build_inputs(net.inputs, rgb, flows, mean=b.mean, std=b.std, stacking=b.flow.stacking)
+            for net in b.networks}
 
 
 def loaded_bundle(ctx: BenchContext):
@@ -143,21 +144,21 @@ def loaded_bundle(ctx: BenchContext):
 
 
 def engine_samples(ctx: BenchContext, batch: int) -> dict[str, list[float]]:
-    """ms per call (whole batch) for: window prep, spatial engine, temporal engine, fusion; interleaved."""
-    from stream.core.fusion import fuse_scores
+    """ms per call (whole batch) for: window prep, each network's engine (by name), fusion; interleaved."""
+    from stream.core.fusion import fuse_networks
 
     loaded = loaded_bundle(ctx)
+    fusion = loaded.bundle.fusion
     rgb, fl = window_batch(ctx, batch)
-    s_in, t_in = prepare_inputs(ctx, rgb, fl)
-    s_out, t_out = loaded.spatial.run(s_in), loaded.temporal.run(t_in)
-    w = loaded.bundle.fusion_weights
+    inputs = prepare_inputs(ctx, rgb, fl)
+    logits = {name: loaded.engines[name].run(*x) for name, x in inputs.items()}
     inner = 1 if batch >= 4 else 3
-    return interleaved({
-        "prepare": lambda: prepare_inputs(ctx, rgb, fl),
-        "spatial": lambda: loaded.spatial.run(s_in),
-        "temporal": lambda: loaded.temporal.run(t_in),
-        "fusion": lambda: fuse_scores(s_out, t_out, spatial_weight=w["spatial"], temporal_weight=w["temporal"]),
-    }, repeats=max(3, ctx.repeats), warmup=2, inner=inner, clock=time.thread_time)
+    fns = {"prepare": lambda: prepare_inputs(ctx, rgb, fl)}
+    for name, x in inputs.items():
+        fns[name] = lambda e=loaded.engines[name], x=x: e.run(*x)
+    fns["fusion"] = lambda: fuse_networks(logits, method=fusion.method, weights=loaded.bundle.fusion_weights,
+                                          network=fusion.network)
+    return interleaved(fns, repeats=max(3, ctx.repeats), warmup=2, inner=inner, clock=time.thread_time)
 
 
 def publish_samples(ctx: BenchContext, messages: int = 200) -> list[float]:
@@ -176,12 +177,14 @@ def publish_samples(ctx: BenchContext, messages: int = 200) -> list[float]:
     s = Settings()
     ctx_z = zmq.Context()
     pub = Publisher(replace(s.publish, endpoint=f"tcp://127.0.0.1:{free_port()}"), ctx=ctx_z)
-    decider = Decider(["bench"], labels=b.labels, policy=s.policy, top=s.fusion.top_k, flow_length=b.flow_length)
-    p = np.full(b.num_classes, 1.0 / b.num_classes)
+    decider = Decider(["bench"], labels=b.labels, policy=s.policy, top=s.fusion.top_k, flow_length=b.span)
+    p = np.full(b.num_classes, 1.0 / b.num_classes).tolist()
     now = time.time()
-    r = WindowResult(source=0, frame=10, t_capture=now, t_flow=now, t_infer_start=now, t_infer_end=now,
-                     spatial=p.tolist(), temporal=p.tolist(), fused=p.tolist(), batch=1, gap_frames=0,
-                     gap_seconds=0.0)
+    # what the inference stage sends: spatial/temporal for two-stream bundles, else one entry per network
+    per_net = dict(spatial=p, temporal=p) if two_stream(b) else dict(spatial=[], temporal=[],
+                                                                      streams={n.name: p for n in b.networks})
+    r = WindowResult(source=0, frame=b.span + 10, t_capture=now, t_flow=now, t_infer_start=now, t_infer_end=now,
+                     fused=p, batch=1, gap_frames=0, gap_seconds=0.0, **per_net)
 
     def publish() -> None:
         for msg in decider.decide(r):
@@ -210,24 +213,32 @@ def ensure_costs(ctx: BenchContext) -> dict:
     r.measure(f"{ROOT}/resize_ms_per_frame", res, "ms/frame", to=f"{b.input_size}x{b.input_size} RGB")
     r.measure(f"{ROOT}/capture_ms_per_frame", [a + c for a, c in zip(dec, res, strict=True)], "ms/frame",
               what="decode + resize (capture process work)")
-    frames = ctx.frames(max_frames=nframes)
-    pairs = min(len(frames) - 1, 24 if ctx.quick else 96)
-    r.measure(f"{ROOT}/flow_stage_ms_per_frame", flow_stage_samples(ctx, frames, pairs), "ms/frame",
-              what=f"to_gray + {b.flow.backend}/{b.flow.preset} flow + quantise (flow process work)")
+    r.put(f"{ROOT}/family", b.family)
+    r.put(f"{ROOT}/networks", {n.name: [spec.describe() for spec in n.inputs] for n in b.networks})
+    flow_path = None
+    if b.needs_flow:
+        frames = ctx.frames(max_frames=nframes)
+        pairs = min(len(frames) - 1, 24 if ctx.quick else 96)
+        flow_path = f"{ROOT}/flow_stage_ms_per_frame"
+        r.measure(flow_path, flow_stage_samples(ctx, frames, pairs), "ms/frame",
+                  what=f"to_gray + {b.flow.backend}/{b.flow.preset} flow + quantise (flow process work)")
+    else:
+        r.put(f"{ROOT}/flow_skipped", f"{describe_bundle(b)}: no network takes a flow_stack, the pipeline computes "
+                                      "no flow (its flow stage only moves frames into the ring)")
     batches = {}
+    names = [n.name for n in b.networks]
     for batch in batch_sizes(ctx):
         s = engine_samples(ctx, batch)
         for key, vals in s.items():
             r.measure(f"{ROOT}/engine/batch{batch}/{key}_ms_per_call", vals, "ms/call", batch=batch)
         total = [sum(x) / batch for x in zip(*s.values(), strict=True)]
         r.measure(f"{ROOT}/engine/batch{batch}/inference_ms_per_window", total, "ms/window",
-                  what="prepare + spatial + temporal + fusion, per window")
-        r.measure(f"{ROOT}/engine/batch{batch}/spatial_ms_per_window", [x / batch for x in s["spatial"]], "ms/window")
-        r.measure(f"{ROOT}/engine/batch{batch}/temporal_ms_per_window", [x / batch for x in s["temporal"]],
-                  "ms/window")
+                  what=f"prepare + {' + '.join(names)} + fusion, per window")
+        for name in names:
+            r.measure(f"{ROOT}/engine/batch{batch}/{name}_ms_per_window", [x / batch for x in s[name]], "ms/window")
         batches[batch] = f"{ROOT}/engine/batch{batch}/inference_ms_per_window"
     r.measure(f"{ROOT}/publish_ms_per_window", publish_samples(ctx), "ms/window")
-    ctx.cache["costs"] = {"capture": f"{ROOT}/capture_ms_per_frame", "flow": f"{ROOT}/flow_stage_ms_per_frame",
+    ctx.cache["costs"] = {"capture": f"{ROOT}/capture_ms_per_frame", "flow": flow_path,
                           "inference": batches, "publish": f"{ROOT}/publish_ms_per_window"}
     return ctx.cache["costs"]
 
@@ -236,6 +247,10 @@ def run(ctx: BenchContext) -> None:
     r = ctx.report
     b = ctx.bundle
     ensure_costs(ctx)
+    if not b.needs_flow:
+        ctx.log(f"stages: decode {r.value(ROOT + '/decode_ms_per_frame'):.2f} ms/frame, no flow, inference "
+                f"{r.value(ROOT + '/engine/batch1/inference_ms_per_window'):.2f} ms/window at batch 1")
+        return
     frames = ctx.frames(max_frames=48 if ctx.quick else 160)
     for backend, preset in FLOW_VARIANTS:
         name = f"{backend}-{preset}" if backend == "dis" else backend
@@ -273,10 +288,11 @@ def rows(ctx: BenchContext) -> list[tuple[str, str]]:
             out.append((f"stage {key}", f"{st[key]['median']:.3f}"))
     for name, m in st.get("flow", {}).items():
         out.append((f"flow {name} ms/pair", f"{m['ms_per_pair']['median']:.3f}"))
+    names = list(st.get("networks", {})) or ["spatial", "temporal"]
     for batch, m in st.get("engine", {}).items():
-        out.append((f"engine {batch}: spatial / temporal / total ms/window",
-                    f"{m['spatial_ms_per_window']['median']:.2f} / {m['temporal_ms_per_window']['median']:.2f} / "
-                    f"{m['inference_ms_per_window']['median']:.2f}"))
+        out.append((f"engine {batch}: {' / '.join(names)} / total ms/window",
+                    " / ".join(f"{m[f'{n}_ms_per_window']['median']:.2f}" for n in names)
+                    + f" / {m['inference_ms_per_window']['median']:.2f}"))
     return out
 
 

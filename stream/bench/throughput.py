@@ -13,6 +13,8 @@ Stage-cost bound (frames/s), with costs from the stages report (ms, one core eac
                 1000 * s / c_pub,       the supervisor publishing
                 N * 1000 / c_cap)       N capture processes
     efficiency = measured steady frames/s / bound
+A bundle without a flow_stack input has no flow work (c_flow = 0, no flow-process limit): the pipeline
+computes no flow for it.
 The costs are measured ONCE per invocation (stages.ensure_costs, at least 5 repeats each, CPU time of the
 measuring thread) and the bound is computed at their medians; the same bound at the costs' lower and upper
 quartiles gives its interval, so each efficiency is reported with the spread of its denominator. The bound
@@ -88,6 +90,8 @@ def invocation_costs(ctx: BenchContext, mean_batch: float) -> tuple[dict[str, li
     batch = next((b for b in sizes if b >= mean_batch - 1e-9), sizes[-1])
     where = {"c_cap": paths["capture"], "c_flow": paths["flow"], "c_inf": paths["inference"][batch],
              "c_pub": paths["publish"]}
+    if where["c_flow"] is None:  # no flow_stack input: no flow work at all
+        del where["c_flow"]
     return {k: ctx.report.get(v)["samples"] for k, v in where.items()}, where, batch
 
 
@@ -100,11 +104,14 @@ def quartiles(samples: list[float]) -> tuple[float, float, float]:
 
 
 def bound_limits(c: dict, *, cores: float, stride: int, sources: int) -> dict:
-    """The frames/s each resource allows (see the module docstring); the bound is their minimum."""
-    per_frame_work = c["c_cap"] + c["c_flow"] + (c["c_inf"] + c["c_pub"]) / stride
-    return {"all_cores": cores * 1000.0 / per_frame_work, "flow_process": 1000.0 / c["c_flow"],
-            "inference_process": 1000.0 * stride / c["c_inf"], "publisher": 1000.0 * stride / c["c_pub"],
-            "capture_processes": sources * 1000.0 / c["c_cap"]}
+    """The frames/s each resource allows (see the module docstring); the bound is their minimum. Without c_flow
+    (a bundle that computes no flow) there is no flow-process limit."""
+    c_flow = c.get("c_flow", 0.0)
+    per_frame_work = c["c_cap"] + c_flow + (c["c_inf"] + c["c_pub"]) / stride
+    limits = {"all_cores": cores * 1000.0 / per_frame_work, "flow_process": 1000.0 / c_flow if c_flow else None,
+              "inference_process": 1000.0 * stride / c["c_inf"], "publisher": 1000.0 * stride / c["c_pub"],
+              "capture_processes": sources * 1000.0 / c["c_cap"]}
+    return {k: v for k, v in limits.items() if v is not None}
 
 
 def finish(ctx: BenchContext) -> None:
@@ -133,7 +140,7 @@ def finish(ctx: BenchContext) -> None:
         mean_batch = statistics.mean(x.mean_batch for x in runs)
         samples, where, batch = invocation_costs(ctx, mean_batch)
         q = {k: quartiles(v) for k, v in samples.items()}
-        at = {name: {k: q[k][i] for k in COST_KEYS} for i, name in enumerate(("q25", "median", "q75"))}
+        at = {name: {k: q[k][i] for k in COST_KEYS if k in q} for i, name in enumerate(("q25", "median", "q75"))}
         limits = {name: bound_limits(c, cores=cores, stride=stride, sources=n) for name, c in at.items()}
         bound = {name: min(lim.values()) for name, lim in limits.items()}
         # cheaper costs (q25) give the higher bound: the interval of the bound is [bound(q75), bound(q25)]

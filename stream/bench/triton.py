@@ -2,7 +2,7 @@
 running the same ONNX files with onnxruntime) vs in-process ONNX Runtime, in the same invocation.
 
 Two measurements, each alternating the two engines so load drift hits both alike:
-  - per batch: ms per window batch (spatial + temporal engine calls) at batch 1 and 8 (--quick: 1 and 4),
+  - per batch: ms per window batch (one call per network of the bundle) at batch 1 and 8 (--quick: 1 and 4),
     same real inputs; plus the largest score difference between the two (parity);
   - 1-source throughput: frames/s of a fast-pace 1-source pipeline run with [engine] kind = "triton" vs
     "onnxruntime".
@@ -51,18 +51,17 @@ def run(ctx: BenchContext) -> None:
                                                 "files with onnxruntime (1 intra-op thread), 127.0.0.1 gRPC",
                                  "ready_after_start_s": round(ready_s, 3)})
         for batch in ([1, 4] if ctx.quick else [1, 8]):
-            rgb, fl = window_batch(ctx, batch)
-            s_in, t_in = prepare_inputs(ctx, rgb, fl)
-            diff = max(float(np.max(np.abs(remote.spatial.run(s_in) - local.spatial.run(s_in)))),
-                       float(np.max(np.abs(remote.temporal.run(t_in) - local.temporal.run(t_in)))))
+            inputs = prepare_inputs(ctx, *window_batch(ctx, batch))
+            diff = max(float(np.max(np.abs(remote.engines[n].run(*x) - local.engines[n].run(*x))))
+                       for n, x in inputs.items())
 
-            def ort(s_in=s_in, t_in=t_in):
-                local.spatial.run(s_in)
-                local.temporal.run(t_in)
+            def ort(inputs=inputs):
+                for n, x in inputs.items():
+                    local.engines[n].run(*x)
 
-            def tri(s_in=s_in, t_in=t_in):
-                remote.spatial.run(s_in)
-                remote.temporal.run(t_in)
+            def tri(inputs=inputs):
+                for n, x in inputs.items():
+                    remote.engines[n].run(*x)
 
             samples = interleaved({"onnxruntime": ort, "triton": tri}, repeats=max(5, 3 * ctx.repeats), warmup=2)
             for key, values in samples.items():

@@ -15,6 +15,11 @@ Sub-reports (all by default; pick with --only a,b):
   triton           the networks on a real local tritonserver vs in-process ONNX Runtime: ms per batch and
                    1-source frames/s (`make triton-server` installs it; skipped with a note without it)
 
+Any bundle family (docs/bundles.md): stages and engine-vs-eager time each network of the bundle (its
+window inputs built as the runtime builds them; no flow cost when no network takes a flow_stack),
+throughput and capacity run the pipeline on it; baselines and flow-quality, defined for two-stream
+bundles only, say `skipped: <reason>` for the others.
+
 Every value is a median over repeats; every ratio divides two measurements taken in this invocation
 (the JSON names both). Absolute numbers on a shared machine are noisy: compare ratios.
 torch is only needed for engine-vs-eager and baselines (skipped with a note without it).
@@ -146,9 +151,12 @@ def format_table(report) -> str:
     ev = reps.get("engine_vs_eager", {})
     for key, m in ev.items():
         if key.startswith("batch"):
+            eager = f"{m['torch_eager_ms_per_window']['median']:.2f}" if "torch_eager_ms_per_window" in m else "-"
             rows.append((f"engine {key}: onnxruntime / torch eager ms/window",
-                         f"{m['onnxruntime_ms_per_window']['median']:.2f} / "
-                         f"{m['torch_eager_ms_per_window']['median']:.2f}"))
+                         f"{m['onnxruntime_ms_per_window']['median']:.2f} / {eager}"))
+            for name, n in m.get("networks", {}).items():
+                rows.append((f"engine {key} {name}: onnxruntime ms/window",
+                             f"{n['onnxruntime_ms_per_window']['median']:.2f}"))
     for key, m in reps.get("throughput", {}).items():
         if not isinstance(m, dict) or "stage_bound_frames_per_s" not in m:
             continue
@@ -171,6 +179,9 @@ def format_table(report) -> str:
             cost = f", {m['flow_ms_per_pair']:.2f} ms/pair" if "flow_ms_per_pair" in m else ""
             rows.append((f"flow-quality {key}: temporal / fused acc", f"{m['temporal_accuracy']:.3f} / "
                          f"{m['fused_accuracy']:.3f}{cost}"))
+    for name, rep in reps.items():  # sub-reports (or parts) not defined for this bundle: one line each
+        for key in sorted(k for k in rep if k == "skipped" or k.endswith("_skipped")):
+            rows.append((f"{name} {key}".replace("_skipped", "").replace(" skipped", ""), f"skipped: {rep[key]}"))
     width = max([len(a) for a, _ in rows] + [10])
     lines += [f"{a:<{width}}  {b}" for a, b in rows]
     if doc["ratios"]:
@@ -229,7 +240,9 @@ def main(args: argparse.Namespace) -> int:
                            threads=args.threads, max_sources=max_sources, tmp=Path(tmp), report=report, log=log,
                            min_sources=max(1, args.min_sources),
                            capacity_seconds=args.capacity_seconds or (2.0 if args.quick else 24.0))
-        report.doc["config"]["bundle"] = {"input_size": ctx.bundle.input_size, "flow_length": ctx.bundle.flow_length,
+        report.doc["config"]["bundle"] = {"family": ctx.bundle.family,
+                                          "networks": [n.name for n in ctx.bundle.networks],
+                                          "input_size": ctx.bundle.input_size, "flow_length": ctx.bundle.flow_length,
                                           "flow": ctx.bundle.flow.as_dict(), "arch": ctx.bundle.arch,
                                           "classes": len(ctx.bundle.labels)}
         if "stages" in selected:
@@ -243,9 +256,10 @@ def main(args: argparse.Namespace) -> int:
         if do_bl:
             if "fast_video" not in ctx.cache:
                 throughput.prepare(ctx)
-            do_bl = baselines.prepare(ctx)
-            if not do_bl:
-                report.put("reports/baselines/skipped", "torch is not installed")
+            skip = baselines.prepare(ctx)
+            if skip:
+                report.put("reports/baselines/skipped", skip)
+                do_bl = False
         for _ in range(repeats if (do_tp or do_bl) else 0):
             if do_tp:
                 throughput.trial(ctx)
