@@ -231,3 +231,32 @@ def test_int8_exports_calibrate_on_training_videos_only(extraction, spatial_run,
     assert calls and all(rels is not None and set(rels) <= train and rels for rels in calls)
     doc = tomllib.loads((tmp_path / "b" / "bundle.toml").read_text())
     assert doc["provenance"]["calibration"].startswith("4 training videos")
+
+
+def test_streams_report_pools_clean_and_handheld_streams_with_the_runtime_metrics(tmp_path):
+    from train.families.streams_report import score, summary
+
+    labels = ["bend", "jack"]
+    ann = {"fps": 25.0, "frames": 100, "segments": [{"label": "bend", "start": 0, "end": 50},
+                                                      {"label": "jack", "start": 50, "end": 100}]}
+    report = {"labels": labels, "videos": [], "windows": {}}
+    for name, wrong in (("s_actor0.mp4", 0), ("s_actor0_handheld.mp4", 2)):
+        (tmp_path / name).with_suffix(".json").write_text(json.dumps(ann))
+        video = str(tmp_path / name)
+        report["videos"].append({"video": video, "annotation": str((tmp_path / name).with_suffix(".json"))})
+        rows = []
+        for i, frame in enumerate(range(10, 100, 10)):  # 9 windows; the handheld one gets its last two wrong
+            truth = "bend" if frame < 50 else "jack"
+            label = truth if i < 9 - wrong else ("bend" if truth == "jack" else "jack")
+            p = {lab: (0.9 if lab == label else 0.1) for lab in labels}
+            rows.append({"frame": frame, "label": label, "score": 0.9, "fused": p,
+                         "streams": {"i3d": [truth, 0.8], "temporal": [label, 0.7]}})
+        report["windows"][video] = rows
+    out = summary(score(report))
+    assert set(out) == {"clean", "handheld"}
+    assert out["clean"]["policies"]["none"]["window_accuracy"] == 1.0
+    assert out["handheld"]["policies"]["none"]["window_accuracy"] == 7 / 9
+    assert out["handheld"]["network_window_accuracy"] == {"i3d": 1.0, "temporal": 7 / 9}
+    assert "ema(alpha=0.5)" in out["clean"]["policies"]
+    clean = out["clean"]["policies"]["none"]
+    assert clean["switches"] == 1 and clean["missed_switches"] == 0
