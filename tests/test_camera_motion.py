@@ -70,6 +70,12 @@ def test_subtraction_settings_validated_and_none_is_identity():
     out = subtract_camera_motion(f, "median")
     assert out.dtype == np.float32 and out.shape == f.shape
     assert np.allclose(out + np.median(f.reshape(-1, 2), axis=0), f, atol=1e-6)
+    # a runtime-sized field goes through cv2.subtract: bit-identical to numpy's float32 difference
+    g = np.random.default_rng(1).standard_normal((112, 112, 2)).astype(np.float32) * 3
+    for how, centre in (("median", np.median(g.reshape(-1, 2), axis=0)), ("mean", g.reshape(-1, 2).mean(axis=0))):
+        got = subtract_camera_motion(g, how)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, g - centre.astype(np.float32), rtol=0, atol=1e-6 if how == "mean" else 0)
     # as_dict only names subtract when used, so old extractions/checkpoints compare equal to the default
     assert "subtract" not in FlowSettings().as_dict()
     assert FlowSettings(**FlowSettings(subtract="mean").as_dict()).subtract == "mean"

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from stream.core.errors import BundleError
+from stream.core.resize import area_resize
 
 BACKENDS = ("dis", "farneback", "tvl1")
 DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
@@ -95,6 +96,10 @@ def subtract_camera_motion(flow: np.ndarray, how: str) -> np.ndarray:
         centre = np.asarray(cv2.mean(flow)[:2])  # ~0.03 ms at 112x112 (numpy: ~0.5 ms)
     else:
         raise ValueError(f"unknown flow subtraction {how!r}: expected one of {', '.join(SUBTRACTS)}")
+    if flow.dtype == np.float32 and flow.ndim == 3 and flow.shape[2] == 2:
+        # cv2's per-channel scalar subtraction: the same float32 differences as numpy's broadcast, which runs
+        # an inner loop of length 2 (0.066 vs 0.007 ms per 112x112 field)
+        return cv2.subtract(flow, (float(centre[0]), float(centre[1]), 0.0, 0.0))
     return (flow - centre.astype(np.float32)).astype(np.float32, copy=False)
 
 
@@ -147,9 +152,9 @@ def to_gray(frame_rgb: np.ndarray) -> np.ndarray:
 
 
 def resize_frame(frame_bgr: np.ndarray, size: int) -> np.ndarray:
-    """Decoder BGR frame of any size -> RGB size x size (squashed: cameras keep their whole view)."""
-    resized = cv2.resize(frame_bgr, (size, size), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(resized, cv2.COLOR_BGR2RGB)
+    """Decoder BGR frame of any size -> RGB size x size (squashed: cameras keep their whole view), area-averaged
+    (cv2.INTER_AREA's result, computed faster: stream.core.resize)."""
+    return cv2.cvtColor(area_resize(frame_bgr, size), cv2.COLOR_BGR2RGB)
 
 
 def normalize_rgb(frames: np.ndarray, mean, std) -> np.ndarray:

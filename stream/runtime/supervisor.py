@@ -194,6 +194,10 @@ class Pipeline:
         return {st.name: st.proc for st in self.stages if st.proc is not None}
 
     def _start(self, stage: StageProcess) -> None:
+        # Stage processes compute in one thread each (numpy's BLAS included: the area resize multiplies small
+        # matrices); a spawned child reads this when it imports numpy. 30+ captures x a BLAS thread per core
+        # would only fight over the same 2 cores.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         proc = self._mp.Process(target=stage.target, args=stage.args, name=f"twostream-{stage.name}", daemon=True)
         proc.start()
         stage.proc = proc
