@@ -66,8 +66,11 @@ def test_fallbacks_are_cv2_exactly(frames):
                                   cv2.resize(sliced, (112, 112), interpolation=cv2.INTER_AREA))
 
 
-def test_resize_frame_is_rgb(frames):
-    src = cv2.resize(frames[0], (320, 240), interpolation=cv2.INTER_AREA)
+@pytest.mark.parametrize("w,h", [(320, 240), (64, 64)])  # the matrix path and cv2's
+def test_resize_frame_is_rgb(frames, w, h):
+    src = cv2.resize(frames[0], (w, h), interpolation=cv2.INTER_AREA)
     rgb = resize_frame(src, 112)
     bgr = cv2.resize(src, (112, 112), interpolation=cv2.INTER_AREA)
-    assert np.abs(rgb[..., ::-1].astype(int) - bgr.astype(int)).max() <= 1
+    assert rgb.flags.c_contiguous and rgb.shape == (112, 112, 3)  # the ring and the networks take it as is
+    assert np.abs(rgb.astype(int) - bgr[..., ::-1].astype(int)).max() <= 1
+    assert np.abs(rgb.astype(int) - bgr.astype(int)).max() > 1  # channels really swapped
