@@ -257,3 +257,111 @@ def test_time_budget_parsing():
     assert parse_duration("45") == 45
     with pytest.raises(ConfigError, match="--time-budget 'ten minutes'"):
         parse_duration("ten minutes")
+
+
+# --- other families (issue 13) ------------------------------------------------------------------------------
+def _tiny_subset(shared_data, tmp_path):
+    """bend/jack of weizmann4 actors 0-2 and 4 k400tiny2 typing clips as background: the subset above."""
+    d, bg = tmp_path / "data", tmp_path / "other"
+    for cls in ("bend", "jack"):
+        for a in range(3):
+            _link(shared_data / "weizmann4" / cls / f"actor{a}_{cls}.mp4", d / cls)
+    for n in (1, 2, 4, 5):
+        _link(shared_data / "k400tiny2" / "typing" / f"typing{n}.mp4", bg)
+    return d, bg
+
+
+def _held_out(out, run: str, videos: int) -> None:
+    """The evaluated videos are the validation split: one actor, none of whose videos trained `run`."""
+    from train.engine import load_checkpoint
+
+    trained = load_checkpoint(out / "work" / run / "last.pt")["meta"]["train_items"]
+    evaluated = [r["video"] for r in json.loads((out / "report" / "eval.json").read_text())["per_video"]]
+    assert len(evaluated) == videos and not set(evaluated) & set(trained)
+
+    def actors(rels):
+        return {r.split("__")[1].split("_")[0] for r in rels if "__actor" in r}
+
+    assert len(actors(evaluated)) == 1 and not actors(evaluated) & actors(trained)
+
+
+def test_fit_family_i3d_end_to_end_with_threshold_and_runtime(shared_data, tmp_path, capsys):
+    from engines.bundle import read_bundle
+    from engines.loader import open_bundle
+
+    d, bg = _tiny_subset(shared_data, tmp_path)
+    out = tmp_path / "bundle"
+    argv = ["fit", str(d), "--out", str(out), "--background", str(bg), "--family", "i3d", "--family-epochs", "1",
+            "--size", "32", "--max-frames", "24", "--val-fraction", "0.34", "--batch-size", "2", "--no-progress"]
+    assert cli(argv) == 0
+    printed = capsys.readouterr().out
+    assert "train the i3d network" in printed and "none threshold:" in printed
+
+    b = read_bundle(out)
+    assert b.family == "i3d" and [n.name for n in b.networks] == ["i3d"] and not b.needs_flow
+    assert b.labels == ("_background", "bend", "jack")
+    assert b.policy["background"] == "_background" and 0.0 <= b.policy["min_score"] < 1.0  # the threshold phase ran
+    assert list(open_bundle(out).engines) == ["i3d"]  # the loader validates every graph against the description
+    assert not (out / "work" / "spatial").exists() and not (out / "work" / "temporal").exists()  # no late streams
+
+    report = json.loads((out / "report" / "fit.json").read_text())
+    assert report["family"] == "i3d" and report["networks"] == ["i3d"] and list(report["training"]) == ["i3d"]
+    ev = report["evaluation"]
+    assert set(ev) == {"videos", "i3d", "fused", "per_class"}
+    assert ev["videos"] == report["val_videos"] > 0  # held-out numbers: the validation split, every video scored
+    assert 0.0 <= ev["i3d"]["accuracy"] <= 1.0 and ev["fused"]["accuracy"] == ev["i3d"]["accuracy"]  # single fusion
+    assert report["threshold"]["chosen"] is True and report["quantize"] in ("int8", "none", "i3d int8", "i3d fp32")
+    _held_out(out, "i3d", ev["videos"])
+    md = (out / "report" / "summary.md").read_text()
+    assert "| class | videos | i3d | fused |" in md and "family i3d" in md
+    for name in ("summary.md", "confusion.png", "curves_i3d.png", "threshold.png"):
+        assert (out / "report" / name).stat().st_size > 0, name
+
+    # resumes: nothing trained or exported again
+    onnx = (out / "i3d.onnx").stat().st_mtime_ns
+    assert cli(argv) == 0
+    again = capsys.readouterr().out
+    assert "i3d: 1 epochs already trained" in again and "export: done before" in again
+    assert (out / "i3d.onnx").stat().st_mtime_ns == onnx
+
+    # the runtime runs it and publishes one stream per network
+    from stream.clients.client import Prediction
+    from tests.conftest import run_pipeline
+
+    proc, msgs = run_pipeline(["--model", str(out), "--pace", "fast", "--max-frames", "30", f"v={bg / 'typing1.mp4'}"],
+                              expect_eos=1)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    preds = [m for m in msgs if isinstance(m, Prediction)]
+    assert preds and all(set(p.raw["streams"]) == {"i3d"} for p in preds)
+
+
+def test_fit_family_hidden_late_fuses_the_fit_spatial_stream(shared_data, tmp_path, capsys):
+    from engines.bundle import read_bundle
+
+    d, _ = _tiny_subset(shared_data, tmp_path)
+    out = tmp_path / "bundle"
+    assert cli(["fit", str(d), "--out", str(out), "--family", "hidden", "--epochs", "1", "--family-epochs", "1",
+                "--size", "32", "--max-frames", "24", "--flow-length", "3", "--val-fraction", "0.34",
+                "--batch-size", "2", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    b = read_bundle(out)
+    assert b.family == "hidden" and [n.name for n in b.networks] == ["spatial", "hidden"] and not b.needs_flow
+    assert b.network("hidden").inputs[0].kind == "frame_stack" and b.network("hidden").inputs[0].length == 3
+    assert b.fusion.method == "late" and set(b.fusion_weights) == {"spatial", "hidden"}
+    report = json.loads((out / "report" / "fit.json").read_text())
+    assert list(report["training"]) == ["spatial", "temporal", "hidden"] and report["networks"] == ["spatial", "hidden"]
+    assert set(report["evaluation"]) == {"videos", "spatial", "hidden", "fused", "per_class"}
+    assert report["threshold"]["chosen"] is False and "no background footage" in report["threshold"]["why"]
+    _held_out(out, "hidden", report["evaluation"]["videos"])
+    assert "| class | videos | spatial | hidden | fused |" in (out / "report" / "summary.md").read_text()
+    head = [line for line in printed.splitlines() if line.startswith("class ")]
+    assert head and head[0].split() == ["class", "videos", "spatial", "hidden", "fused"]
+
+
+def test_fit_family_options_are_checked(shared_data, tmp_path, capsys):
+    d, _ = _tiny_subset(shared_data, tmp_path)
+    base = ["fit", str(d), "--out", str(tmp_path / "o")]
+    _one_line_error(capsys, base + ["--family", "i3d", "--time-budget", "5m"], "--time-budget", "--family late only")
+    _one_line_error(capsys, base + ["--family", "convfusion", "--arch", "resnet18"], "--arch resnet18",
+                    "efficientnet_lite0")
+    assert not (tmp_path / "o").exists()

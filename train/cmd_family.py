@@ -51,6 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--fusion-method", choices=("conv", "sum", "max"), help="convfusion: fusion (default conv)")
     t.add_argument("--no-score-fusion", action="store_true", help="convfusion: no late score fusion on top")
     t.add_argument("--no-temporal-fusion", action="store_true", help="convfusion: TSN average instead of 3D fusion")
+    t.add_argument("--flow-length", type=int, help="convfusion: L flow fields per window; hidden: L (L+1 frames, "
+                   "L predicted fields); default 10, as the late temporal stream it starts from")
     t.add_argument("--motion-width", type=int, help="hidden: MotionNet width (32 = half width, default)")
     t.add_argument("--motion-epochs", type=int, help="hidden: unsupervised MotionNet epochs before end-to-end")
     t.add_argument("--motion-init", type=Path, help="hidden: MotionNet weights (RUN/motion.pt) instead of pretraining")
@@ -160,6 +162,8 @@ def _train(args) -> int:
                  "clip_stride": args.clip_stride, "inflate": args.inflate, "fuse_at": args.fuse_at,
                  "fusion_method": args.fusion_method, "motion_width": args.motion_width,
                  "motion_epochs": args.motion_epochs}
+    if args.flow_length is not None:  # convfusion's flow_stack L, hidden's frame_stack L
+        overrides["stack_length" if args.family == "hidden" else "flow_length"] = args.flow_length
     for key, value in overrides.items():
         if value is not None:
             if key not in cfg:

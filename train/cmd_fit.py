@@ -8,10 +8,19 @@ bundle.toml: the smallest one keeping false alarms on validation background foot
 table, confusion matrix, training curves and the threshold plot. Intermediate files stay in
 OUT/work/ (delete it to ship the bundle): re-running the same command resumes where it stopped.
 
+--family picks the model family (docs/models.md): late (default: today's two-stream), convfusion
+(the late streams, then conv fusion fine-tuned from them), hidden (the late streams, then MotionNet +
+temporal Lite0 from the temporal one, late-fused with the spatial one) or i3d (inflated ImageNet
+Lite0 on 8-frame clips, no late streams); the family network trains --family-epochs (default 4, the
+recipe of docs/models.md). Export, evaluation, the "none" threshold and the report are the same for
+every family. Not supported with a family other than late: --time-budget, and --arch other than
+efficientnet_lite0 (the families' networks are built on it).
+
 examples:
   twostream fit ../shared/data/weizmann4 --out runs/w4
   twostream fit my_videos --out runs/mine --background other_footage/ --time-budget 10m
   twostream fit my_videos --out runs/mine --resume        # continue an interrupted fit as it was started
+  twostream fit my_videos --out runs/mine_i3d --family i3d # the inflated I3D instead of two streams
 """
 from __future__ import annotations
 
@@ -19,6 +28,8 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+
+FIT_FAMILIES = ("late", "convfusion", "hidden", "i3d")  # those train.fit.family_runs knows
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -33,6 +44,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "probe of each stream so that the fit ends in time")
     p.add_argument("--arch", default="efficientnet_lite0", choices=("efficientnet_lite0", "resnet18",
                                                                    "mobilenet_v3_small"))
+    p.add_argument("--family", default="late", choices=FIT_FAMILIES,
+                   help="model family (default late: spatial + temporal streams, late fusion); see above")
+    p.add_argument("--family-epochs", type=int, default=4, help="epochs of the family network (convfusion, hidden "
+                   "and its MotionNet pre-training, i3d); default 4 (docs/models.md)")
     p.add_argument("--resume", action="store_true", help="continue the fit in --out with the arguments it was "
                    "started with")
     p.add_argument("--no-quantize", action="store_true", help="export fp32 instead of int8")
@@ -72,6 +87,15 @@ def main(args: argparse.Namespace) -> int:
             raise ConfigError("--epochs, --batch-size and --stride must be >= 1 and --size in 16..1024")
         if args.target_fa < 0:
             raise ConfigError(f"--target-fa {args.target_fa}: must be >= 0")
+        if args.family != "late":
+            if args.time_budget:
+                raise ConfigError(f"--time-budget is supported with --family late only (not {args.family}); "
+                                  "give --epochs / --family-epochs")
+            if args.arch != "efficientnet_lite0":
+                raise ConfigError(f"--arch {args.arch}: --family {args.family} is built on efficientnet_lite0 "
+                                  "(--arch applies to --family late)")
+            if args.family_epochs < 1:
+                raise ConfigError("--family-epochs must be >= 1")
         opts = {
             "data": str(args.data.resolve()), "background": str(args.background.resolve()) if args.background else "",
             "out": str(args.out), "arch": args.arch, "epochs": args.epochs,
@@ -79,7 +103,8 @@ def main(args: argparse.Namespace) -> int:
             "flow_length": args.flow_length, "flow_subtract": args.flow_subtract, "val_fraction": args.val_fraction,
             "seed": args.seed, "group_regex": args.group_regex, "quantize": "none" if args.no_quantize else "int8",
             "max_frames": args.max_frames, "batch_size": args.batch_size, "stride": args.stride,
-            "target_fa": args.target_fa, "workers": max(1, args.workers),
+            "target_fa": args.target_fa, "workers": max(1, args.workers), "family": args.family,
+            "family_epochs": args.family_epochs,
             "command": "twostream fit " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
         }
     fit(opts, progress=not args.no_progress)

@@ -13,8 +13,14 @@ same command resumes where it stopped):
                phase runs the existing commands with one exact group split (--split group).
   3 extract    `twostream extract` (train.extract.extract_dataset).
   4 train      `twostream train` for the spatial and the temporal stream (--epochs, or as many as
-               --time-budget allows, measured on a short probe run of each stream).
-  5 export     `twostream export` (int8 calibrated on the training split only, or --no-quantize).
+               --time-budget allows, measured on a short probe run of each stream). --family other than
+               late then trains its network with `twostream family train` (--family-epochs, docs/models.md's
+               recipe): convfusion from the two late streams; hidden (MotionNet + temporal Lite0, from the
+               late temporal stream) late-fused with the spatial stream; i3d (inflated ImageNet Lite0) alone,
+               without late streams.
+  5 export     `twostream export` (int8 calibrated on the training split only, or --no-quantize); other
+               families `twostream family export` (the same: int8 calibrated on the training videos, a
+               network whose int8 top-1 agreement with fp32 is under 0.9 ships fp32).
   6 evaluate   `twostream eval` on the validation split; then the "none" threshold: the fused scores of
                every validation window at the runtime's stride go through the default decision policy
                with candidate min_score values; the smallest one whose false alarms on the validation
@@ -23,7 +29,9 @@ same command resumes where it stopped):
   7 report     OUT/report/: summary.md (per-class table, split, timings, threshold), confusion.png,
                curves_spatial.png, curves_temporal.png, threshold.png, fit.json; a table on the terminal.
 
-No new training, export or evaluation code here: the phases call train.cmd_extract/train/export/eval.
+No new training, export or evaluation code here: the phases call train.cmd_extract/train/export/eval
+and train.cmd_family (train, export). The "none" threshold and the report work for every family (eval and
+the window scores go through the bundle's networks and [fusion]); --time-budget is for --family late only.
 """
 from __future__ import annotations
 
@@ -283,6 +291,13 @@ def split_argv(split: FitSplit) -> list[str]:
             "--val-groups", ",".join(f"{g:04d}" for g in split.val_groups)]
 
 
+def family_runs(family: str) -> tuple[str, ...]:
+    """The training runs (folders under OUT/work) a fit of `family` makes, in order; the last one is exported
+    (late: both streams)."""
+    return {"late": ("spatial", "temporal"), "convfusion": ("spatial", "temporal", "convfusion"),
+            "hidden": ("spatial", "temporal", "hidden"), "i3d": ("i3d",)}[family]
+
+
 def finished_epochs(run_dir: Path) -> int:
     """Epochs recorded in a training run's log.csv (0 if none)."""
     log = run_dir / "log.csv"
@@ -304,8 +319,6 @@ def _watch_epochs(run_dir: Path, bar, stop: threading.Event) -> None:
 def train_stream(stream: str, *, extracted: Path, run_dir: Path, split: FitSplit, epochs: int, opts: dict,
                  progress: bool, max_steps: int = 0, log: Path) -> None:
     """`twostream train` one stream for `epochs` (resuming its last.pt), with an epoch bar and ETA."""
-    from tqdm import tqdm
-
     from train import cmd_train
 
     done = finished_epochs(run_dir)
@@ -321,19 +334,54 @@ def train_stream(stream: str, *, extracted: Path, run_dir: Path, split: FitSplit
         argv += ["--max-steps", str(max_steps)]
     if done and (run_dir / "last.pt").is_file():
         argv += ["--resume", str(run_dir / "last.pt")]
-    bar = tqdm(total=epochs, initial=min(done, epochs), desc=f"train {stream}", unit="epoch", disable=not progress)
+    code = _with_epoch_bar(f"train {stream}", run_dir, epochs, done, progress,
+                           lambda: run_command("train", cmd_train, argv, log))
+    if code:
+        raise ConfigError(f"training the {stream} stream failed (see {log})")
+
+
+def _with_epoch_bar(desc: str, run_dir: Path, epochs: int, done: int, progress: bool, run) -> int:
+    """run() (a training command) with an epoch bar that follows run_dir/log.csv."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=epochs, initial=min(done, epochs), desc=desc, unit="epoch", disable=not progress)
     stop = threading.Event()
     watcher = threading.Thread(target=_watch_epochs, args=(run_dir, bar, stop), daemon=True)
     watcher.start()
     try:
-        code = run_command("train", cmd_train, argv, log)
+        return run()
     finally:
         stop.set()
         watcher.join()
         bar.update(max(0, finished_epochs(run_dir) - bar.n))
         bar.close()
+
+
+def train_family_network(family: str, *, extracted: Path, work: Path, split: FitSplit, opts: dict, progress: bool,
+                         log: Path) -> None:
+    """`twostream family train FAMILY` for --family-epochs (hidden: as many MotionNet epochs before), from the
+    late streams in work/ where the family starts from them. A family run does not resume mid-way: an
+    interrupted one is trained again from its start."""
+    from train import cmd_family
+
+    run_dir = work / family
+    epochs = int(opts["family_epochs"])
+    done = finished_epochs(run_dir)
+    if done >= epochs and (run_dir / "last.pt").is_file():
+        print(f"  {family}: {done} epochs already trained ({run_dir})")
+        return
+    argv = ["train", family, str(extracted), "--out", str(run_dir), "--epochs", str(epochs),
+            "--batch-size", str(opts["batch_size"]), "--seed", str(opts["seed"]), *split_argv(split)]
+    if family == "convfusion":
+        argv += ["--spatial-init", str(work / "spatial" / "last.pt"), "--temporal-init",
+                 str(work / "temporal" / "last.pt"), "--flow-length", str(opts["flow_length"])]
+    elif family == "hidden":
+        argv += ["--temporal-init", str(work / "temporal" / "last.pt"), "--flow-length", str(opts["flow_length"]),
+                 "--motion-epochs", str(epochs)]
+    code = _with_epoch_bar(f"train {family}", run_dir, epochs, 0, progress,
+                           lambda: run_command("family", cmd_family, argv, log))
     if code:
-        raise ConfigError(f"training the {stream} stream failed (see {log})")
+        raise ConfigError(f"training the {family} network failed (see {log})")
 
 
 def probe_epoch_seconds(stream: str, *, extracted: Path, work: Path, split: FitSplit, opts: dict,
@@ -451,7 +499,10 @@ FINGERPRINT_KEYS = ("data", "background", "arch", "epochs", "time_budget", "size
 
 
 def fingerprint(opts: dict) -> str:
-    return hashlib.sha256(json.dumps({k: opts[k] for k in FINGERPRINT_KEYS}, sort_keys=True).encode()).hexdigest()[:16]
+    keys = {k: opts[k] for k in FINGERPRINT_KEYS}
+    if opts.get("family", "late") != "late":  # a late fit keeps the fingerprint it had before --family existed
+        keys.update(family=opts["family"], family_epochs=opts["family_epochs"])
+    return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_state(work: Path) -> dict:
@@ -476,10 +527,12 @@ def fit(opts: dict, *, progress: bool = True) -> dict:
     from tqdm import tqdm
 
     from stream.core.flow import FlowSettings
-    from train import cmd_eval, cmd_export
+    from train import cmd_eval, cmd_export, cmd_family
     from train.extract import extract_dataset
 
     t_start = time.perf_counter()
+    family = opts.get("family", "late")
+    runs = family_runs(family)
     out = Path(opts["out"])
     work = out / "work"
     state = load_state(work)
@@ -547,29 +600,45 @@ def fit(opts: dict, *, progress: bool = True) -> dict:
             print(f"  ~{per_epoch:.0f} s per epoch of both streams, {max(0, left):.0f} s left: {epochs} epochs")
         state["epochs"] = epochs
         save_state(work, state)
-    print(f"[4/7] train spatial and temporal streams ({opts['arch']}, {epochs} epochs)")
-    for stream in ("spatial", "temporal"):
+    if "spatial" in runs:
+        print(f"[4/7] train spatial and temporal streams ({opts['arch']}, {epochs} epochs)")
+    for stream in ("spatial", "temporal") if "spatial" in runs else ():
         t0 = time.perf_counter()
         train_stream(stream, extracted=extracted, run_dir=work / stream, split=split, epochs=epochs, opts=opts_train,
                      progress=progress, log=log)
         phase(f"train {stream}", t0)
+    if family != "late":
+        t0 = time.perf_counter()
+        print(f"[4/7] train the {family} network ({opts['family_epochs']} epochs"
+              + (" after as many MotionNet epochs, from the temporal stream" if family == "hidden" else
+                 ", from the spatial and temporal streams" if family == "convfusion" else "") + ")")
+        train_family_network(family, extracted=extracted, work=work, split=split, opts=opts, progress=progress,
+                             log=log)
+        phase(f"train {family}", t0)
 
     # 5 export ----------------------------------------------------------------------------------------
     t0 = time.perf_counter()
     quant = "none" if opts["quantize"] == "none" else "int8"
-    stamp = [os.stat(work / s / "last.pt").st_mtime_ns for s in ("spatial", "temporal")]
+    stamp = [os.stat(work / s / "last.pt").st_mtime_ns for s in runs]
     if state.get("exported") != stamp or not (out / "bundle.toml").is_file():
         print(f"[5/7] export (ONNX, {'int8 calibrated on the training split' if quant == 'int8' else 'fp32'})")
         bar = tqdm(total=1, desc="export", unit="bundle", disable=not progress)
-        argv = [str(work / "spatial"), str(work / "temporal"), str(out)]
-        try:
-            code = run_command("export", cmd_export, [*argv, "--quantize", quant], log)
-        except ConfigError as exc:  # int8 that disagrees with fp32 too often is refused: ship fp32 instead
-            if quant != "int8" or "agrees with fp32" not in str(exc):
-                raise
-            print(f"  int8 refused ({exc}); exporting fp32 instead")
-            quant = "none"
-            code = run_command("export", cmd_export, [*argv, "--quantize", quant], log)
+        if family != "late":  # a network whose int8 disagrees with fp32 too often ships fp32 (family export)
+            argv = ["export", str(work / family), str(out), "--quantize", quant]
+            if family == "hidden":
+                argv += ["--spatial", str(work / "spatial" / "last.pt")]
+            code = run_command("family", cmd_family, argv, log)
+            quant = exported_precision(out) if not code else quant
+        else:
+            argv = [str(work / "spatial"), str(work / "temporal"), str(out)]
+            try:
+                code = run_command("export", cmd_export, [*argv, "--quantize", quant], log)
+            except ConfigError as exc:  # int8 that disagrees with fp32 too often is refused: ship fp32 instead
+                if quant != "int8" or "agrees with fp32" not in str(exc):
+                    raise
+                print(f"  int8 refused ({exc}); exporting fp32 instead")
+                quant = "none"
+                code = run_command("export", cmd_export, [*argv, "--quantize", quant], log)
         state["quantized"] = quant
         bar.update(1)
         bar.close()
@@ -600,19 +669,22 @@ def fit(opts: dict, *, progress: bool = True) -> dict:
 
     # 7 report ------------------------------------------------------------------------------------------
     print("[7/7] report")
-    for stream in ("spatial", "temporal"):
-        if (work / stream / "curves.png").is_file():
-            shutil.copy(work / stream / "curves.png", report / f"curves_{stream}.png")
+    for run in runs:
+        if (work / run / "curves.png").is_file():
+            shutil.copy(work / run / "curves.png", report / f"curves_{run}.png")
+    networks = list(evaluation.get("networks", ("spatial", "temporal")))
     summary = {
         "bundle": str(out), "command": opts.get("command", ""), "data": opts["data"], "background": opts["background"],
         "classes": counts, "skipped": [{"file": p, "why": w} for p, w in scan.skipped], "split": split.description,
         "train_videos": n_train, "val_videos": n_val, "epochs": epochs, "arch": opts["arch"],
-        "quantize": state.get("quantized", quant),
-        "evaluation": {k: evaluation[k] for k in ("videos", "spatial", "temporal", "fused", "per_class")},
+        "quantize": state.get("quantized", quant), "family": family, "networks": networks,
+        "evaluation": {k: evaluation[k] for k in ("videos", *networks, "fused", "per_class")},
         "decided": evaluation.get("decided"), "threshold": threshold,
-        "training": {s: _last_row(work / s) for s in ("spatial", "temporal")},
+        "training": {s: _last_row(work / s) for s in runs},
         "seconds": dict(timings), "wall_seconds_this_run": round(time.perf_counter() - t_start, 1),
     }
+    if family != "late":
+        summary["family_epochs"] = opts["family_epochs"]
     (report / "fit.json").write_text(json.dumps(summary, indent=1))
     (report / "summary.md").write_text(markdown_summary(summary), encoding="utf-8")
     print(terminal_table(summary))
@@ -662,6 +734,20 @@ def choose_threshold(out: Path, extracted: Path, index: dict, split: FitSplit, o
             "stride": opts["stride"], "policy": "ema(alpha=0.5) (the runtime default)"}
 
 
+def exported_precision(bundle_dir: Path) -> str:
+    """'int8' when every network of a family bundle shipped int8, 'none' when all fp32, else per network
+    ('spatial int8, hidden fp32'), from its [provenance] networks (family export's report)."""
+    from engines.bundle import read_bundle
+
+    nets = json.loads(str(read_bundle(bundle_dir).provenance.get("networks", "[]")))
+    kinds = {n["precision"] for n in nets}
+    if kinds == {"int8"}:
+        return "int8"
+    if kinds == {"fp32"} or not kinds:
+        return "none"
+    return ", ".join(f"{n['name']} {n['precision']}" for n in nets)
+
+
 def _last_row(run_dir: Path) -> dict:
     log = run_dir / "log.csv"
     if not log.is_file():
@@ -674,9 +760,15 @@ def _pct(v) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
+def score_columns(summary: dict) -> list[str]:
+    """The bundle's networks, then fused (late: spatial, temporal, fused)."""
+    return [*summary.get("networks", ("spatial", "temporal")), "fused"]
+
+
 def per_class_rows(summary: dict) -> list[tuple]:
     ev = summary["evaluation"]
-    return [(name, pc["videos"], pc["spatial"], pc["temporal"], pc["fused"]) for name, pc in ev["per_class"].items()]
+    cols = score_columns(summary)
+    return [(name, pc["videos"], *(pc[c] for c in cols)) for name, pc in ev["per_class"].items()]
 
 
 def markdown_summary(s: dict) -> str:
@@ -687,17 +779,24 @@ def markdown_summary(s: dict) -> str:
              f"- skipped files: {len(s['skipped'])}"]
     lines += [f"  - {x['file']}: {x['why']}" for x in s["skipped"][:50]]
     lines += [f"- split: {s['split']}", f"- {s['train_videos']} training / {s['val_videos']} validation videos", "",
-              "## Training", "", f"{s['arch']} both streams, {s['epochs']} epochs, export {s['quantize']}.", "",
-              "| stream | train loss | train acc | val acc |", "|---|---:|---:|---:|"]
+              "## Training", ""]
+    family = s.get("family", "late")
+    late = f"{s['arch']} both streams, {s['epochs']} epochs"
+    if family == "late":
+        lines.append(f"{late}, export {s['quantize']}.")
+    else:
+        lines.append(f"family {family}: " + (f"{late}, then " if "spatial" in s["training"] else "")
+                     + f"the {family} network {s['family_epochs']} epochs, export {s['quantize']}.")
+    lines += ["", "| stream | train loss | train acc | val acc |", "|---|---:|---:|---:|"]
     for stream, row in s["training"].items():
         cells = [row.get(key, "-") for key in ("train_loss", "train_acc", "val_acc")]
         lines.append(f"| {stream} | " + " | ".join(str(c) for c in cells) + " |")
-    lines += ["", "![spatial](curves_spatial.png) ![temporal](curves_temporal.png)", "",
+    cols = score_columns(s)
+    lines += ["", " ".join(f"![{run}](curves_{run}.png)" for run in s["training"]), "",
               f"## Validation ({ev['videos']} videos, video level, through the exported bundle)", "",
-              f"spatial {_pct(ev['spatial']['accuracy'])}, temporal {_pct(ev['temporal']['accuracy'])}, "
-              f"fused {_pct(ev['fused']['accuracy'])}", "",
-              "| class | videos | spatial | temporal | fused |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {n} | {v} | {a:.2f} | {b:.2f} | {c:.2f} |" for n, v, a, b, c in per_class_rows(s)]
+              ", ".join(f"{c} {_pct(ev[c]['accuracy'])}" for c in cols), "",
+              "| class | videos | " + " | ".join(cols) + " |", "|---|---:|" + "---:|" * len(cols)]
+    lines += [f"| {n} | {v} | " + " | ".join(f"{a:.2f}" for a in accs) + " |" for n, v, *accs in per_class_rows(s)]
     lines += ["", "![confusion](confusion.png)", "", "## Decision threshold (\"none\")", "", th["why"] + "."]
     if th.get("chosen"):
         z, c = th["at_zero"], th["at_chosen"]
@@ -718,11 +817,14 @@ def markdown_summary(s: dict) -> str:
 
 def terminal_table(s: dict) -> str:
     ev, th = s["evaluation"], s["threshold"]
-    head = f"{'class':<20s} {'videos':>6s} {'spatial':>8s} {'temporal':>8s} {'fused':>8s}"
+    cols = score_columns(s)
+    w = [max(8, len(c)) for c in cols]
+    head = f"{'class':<20s} {'videos':>6s} " + " ".join(f"{c:>{k}s}" for c, k in zip(cols, w, strict=True))
     lines = ["", head, "-" * len(head)]
-    lines += [f"{n:<20s} {v:>6d} {a:>8.2f} {b:>8.2f} {c:>8.2f}" for n, v, a, b, c in per_class_rows(s)]
-    lines += ["-" * len(head), f"{'all':<20s} {ev['videos']:>6d} {ev['spatial']['accuracy']:>8.3f} "
-              f"{ev['temporal']['accuracy']:>8.3f} {ev['fused']['accuracy']:>8.3f}", ""]
+    lines += [f"{n:<20s} {v:>6d} " + " ".join(f"{a:>{k}.2f}" for a, k in zip(accs, w, strict=True))
+              for n, v, *accs in per_class_rows(s)]
+    lines += ["-" * len(head), f"{'all':<20s} {ev['videos']:>6d} "
+              + " ".join(f"{ev[c]['accuracy']:>{k}.3f}" for c, k in zip(cols, w, strict=True)), ""]
     if th.get("chosen"):
         c = th["at_chosen"]
         lines.append(f"none threshold: min_score = {th['min_score']:g} (window accuracy {_pct(c['accuracy'])}, "
