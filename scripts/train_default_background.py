@@ -190,6 +190,23 @@ def fit_head(x: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: np.ndarray, *, cl
     return w, b
 
 
+def base_description(base: Path, root: Path = ROOT) -> str:
+    """What the head was refit on: models/default at its last commit, or another bundle with its export commit."""
+    base = base.resolve()
+    if base == (root / "models" / "default").resolve():
+        commit = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h", "--", "models/default"],
+                                capture_output=True, text=True).stdout.strip()
+        return f"models/default at commit {commit}"
+    import tomllib
+
+    provenance = tomllib.loads((base / "bundle.toml").read_text()).get("provenance", {})
+    try:
+        shown = base.relative_to(root.resolve())
+    except ValueError:
+        shown = base
+    return f"{shown} (export commit {provenance.get('export_commit', 'unknown')})"
+
+
 def scores_of(bundle: Path, videos: list[str]) -> list:
     """Fused probabilities of every window `twostream run` publishes (stride 5), through the bundle's engines."""
     from engines.loader import open_bundle
@@ -244,15 +261,13 @@ def main() -> int:
         write_head(base / f"{name}.onnx", bundle / f"{name}.onnx", w, b)
         print(f"{name}: head refit on {len(y)} windows, training-window accuracy {acc:.3f}", flush=True)
     (bundle / "labels.txt").write_text("\n".join(LABELS) + "\n")
-    commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--", "models/default"],
-                            capture_output=True, text=True).stdout.strip()
     script_commit = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h", "--",
                                     "scripts/train_default_background.py"],
                                    capture_output=True, text=True).stdout.strip()
     toml = (bundle / "bundle.toml").read_text()
     toml = toml.rstrip() + "\n" + "\n".join([
         'background_head = "last layer of both streams refit 1280 -> 5 with _background on frozen features"',
-        f'background_head_base = "models/default at commit {commit}"',
+        f'background_head_base = "{base_description(base)}"',
         f'background_head_script = "python scripts/train_default_background.py OUT (commit {script_commit})"',
         f'background_train_clips = "{", ".join(Path(v).name for v in split["train"])}"',
         f'background_threshold_clips = "{", ".join(Path(v).name for v in split["threshold"])}"',
