@@ -61,7 +61,7 @@ def main() -> None:
     arrow(ax, (8.4, y + h / 2), (8.8, y + h / 2))
     arrow(ax, (10.15, y + h / 2), (10.55, y + h / 2))
     # small events beside the rings (PUSH/PULL over ipc)
-    arrow(ax, (4.25, y + 0.2), (6.4, y + 0.2), "FrameReady / SourceEnded", label_offset=(0, -0.33))
+    arrow(ax, (4.25, y + 0.2), (6.4, y + 0.2), "doorbell / SourceEnded", label_offset=(0, -0.33))
     arrow(ax, (8.4, y + 0.2), (10.55, y + 0.2), "WindowReady", label_offset=(0, -0.33))
 
     # bottom row: the supervisor

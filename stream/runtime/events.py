@@ -1,6 +1,7 @@
 """The small events passed between stages (pickled over local ZeroMQ sockets).
 
-Frames and flow fields never travel in these; they stay in shared memory (stream.runtime.shm).
+Frames and flow fields never travel in these; they stay in shared memory (stream.runtime.shm). New frames
+are announced by the frame ring's counter and a doorbell byte (stream.runtime.doorbell), not by an event.
 What the pipeline publishes (schema 1) is defined in stream.core.wire.
 """
 from __future__ import annotations
@@ -9,12 +10,6 @@ from dataclasses import dataclass
 
 
 # --- between stages --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FrameReady:
-    source: int  # index into the run's source list
-    index: int  # frame-ring slot index just written
-
-
 @dataclass(frozen=True)
 class SourceEnded:
     source: int

@@ -19,7 +19,8 @@ import numpy as np
 from stream.core.config import FlowDeviceSettings, PipelineSettings
 from stream.core.flow import FlowComputer, FlowSettings, quantize_flow, to_gray
 from stream.core.windows import WindowClock
-from stream.runtime.events import FrameReady, SourceEnded, WindowReady, WindowsEnded
+from stream.runtime.doorbell import Doorbell
+from stream.runtime.events import SourceEnded, WindowReady, WindowsEnded
 from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
 from stream.runtime.stage import StageLink, stage_runtime
 
@@ -33,8 +34,9 @@ class FlowJob:
     flow_settings: FlowSettings  # the bundle's flow algorithm and parameters
     flow_length: int
     pipeline: PipelineSettings  # stride, live_queue
-    in_endpoint: str  # PULL, bound here
+    in_endpoint: str  # PULL, bound here: end markers (SourceEnded)
     out_endpoint: str  # PUSH to inference
+    doorbell: str = ""  # the pipe captures ring per frame (stream.runtime.doorbell); "": read the rings every 100 ms
     device: FlowDeviceSettings = FlowDeviceSettings()  # [flow]: "cuda" uses stream.core.flow_cuda
     # Bundle format 2: False when no network takes a flow_stack (frames only: no flow computed at all);
     # span: frames a window covers before its newest (engines.bundle.Bundle.span; None: flow_length).
@@ -87,37 +89,41 @@ class _SourceFlow:
 
 
 def flow_main(job: FlowJob, stop, link: StageLink | None = None) -> None:
+    import zmq
+
     cv2.setNumThreads(1)
     with stage_runtime(link, stats=(job.stats_name, len(job.frame_rings))) as stage:
         pull, push = stage.pull(job.in_endpoint), stage.push(job.out_endpoint)
         stats = stage.stats
+        bell = Doorbell(job.doorbell) if job.doorbell else None
+        poller = zmq.Poller()
+        poller.register(pull, zmq.POLLIN)
+        if bell is not None:
+            poller.register(bell.fileno(), zmq.POLLIN)
         sources: list[_SourceFlow] = []
         try:
             sources += [_SourceFlow(i, job) for i in range(len(job.frame_rings))]
             while stage.running(stop):
-                if not pull.poll(100):
-                    continue
-                # Drain every pending event: one FrameReady per frame would otherwise pile up behind a busy
-                # flow stage (each _advance handles all frames written so far), delaying end markers.
-                dirty: dict[int, None] = {}
-                while True:
+                # Woken by a doorbell byte (new frames), an end marker, or every 100 ms regardless: the frame
+                # rings' counters say what is new, so nothing depends on a bell having been heard.
+                if poller.poll(100) and bell is not None:
+                    bell.drain()  # before reading the counters: a bell rung after that read wakes the next poll
+                while pull.poll(0):
                     msg = pull.recv_pyobj()
-                    if isinstance(msg, FrameReady):
-                        dirty[msg.source] = None
-                    elif isinstance(msg, SourceEnded):
+                    if isinstance(msg, SourceEnded):  # everything it wrote is in its ring: process it, then end
                         src = sources[msg.source]
                         _advance(src, job, stats, push, stop)
-                        dirty.pop(msg.source, None)
                         push.send_pyobj(WindowsEnded(source=msg.source, frames=msg.frames, windows=src.windows,
                                                      error=msg.error))
-                    if not pull.poll(0):
-                        break
-                for source in dirty:
-                    _advance(sources[source], job, stats, push, stop)
+                for src in sources:
+                    if src.frames.written > src.next_index:
+                        _advance(src, job, stats, push, stop)
         finally:
             for s in sources:
                 s.frames.close()
                 s.flows.close()
+            if bell is not None:
+                bell.close()
 
 
 def _advance(src: _SourceFlow, job: FlowJob, stats: StatsBoard, push, stop) -> None:

@@ -30,6 +30,7 @@ from stream.core.errors import SourceError
 from stream.core.policy import resolve
 from stream.runtime.capture import CaptureJob, capture_main
 from stream.runtime.decider import Decider
+from stream.runtime.doorbell import create_doorbell
 from stream.runtime.events import SourceEnded, WindowResult, WindowsEnded
 from stream.runtime.flow_stage import FlowJob, flow_main
 from stream.runtime.inference import InferenceJob, inference_main
@@ -160,11 +161,12 @@ class Pipeline:
         self.ep_flow = f"ipc://{self._tmp}/flow"
         self.ep_infer = f"ipc://{self._tmp}/infer"
         self.ep_result = f"ipc://{self._tmp}/result"
+        self.doorbell = create_doorbell(str(self._tmp / "frames.bell"))
         live = tuple(spec.live or p.pace == "realtime" for spec in self.specs)
         self.flow_job = FlowJob(
             frame_rings=tuple(self.frame_layouts), flow_rings=tuple(self.flow_layouts), live=live,
             stats_name=self.stats.name, flow_settings=b.flow, flow_length=b.flow_length, pipeline=p,
-            in_endpoint=self.ep_flow, out_endpoint=self.ep_infer, device=self.settings.flow,
+            in_endpoint=self.ep_flow, out_endpoint=self.ep_infer, doorbell=self.doorbell, device=self.settings.flow,
             needs_flow=b.needs_flow, span=b.span)
         self.infer_job = InferenceJob(
             model=str(b.path), engine=self.settings.engine, fusion=self.settings.fusion,
@@ -172,7 +174,8 @@ class Pipeline:
             in_endpoint=self.ep_infer, out_endpoint=self.ep_result)
         self.capture_jobs = [
             CaptureJob(spec=spec, source=i, ring=self.frame_layouts[i], stats_name=self.stats.name,
-                       stats_rows=len(self.specs), flow_endpoint=self.ep_flow, size=b.input_size, pace=p.pace,
+                       stats_rows=len(self.specs), flow_endpoint=self.ep_flow, doorbell=self.doorbell,
+                       size=b.input_size, pace=p.pace,
                        max_frames=p.max_frames, capture=self.settings.capture,
                        preview=self.settings.preview if self.settings.preview.enabled else None,
                        preview_endpoint=self.ep_result)
