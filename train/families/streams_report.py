@@ -127,6 +127,8 @@ def main(argv: list[str]) -> int:
             _merge(total, scored)
             folds.append(f)
             if ev is not None:
+                clip.setdefault("per_fold", []).append(f"{round(ev['clip_accuracy']['fused'] * ev['videos'])}/"
+                                                       f"{ev['videos']}")
                 clip["videos"] += ev["videos"]
                 clip["correct"] += round(ev["clip_accuracy"]["fused"] * ev["videos"])
                 if ev["window_accuracy"]:
@@ -135,6 +137,7 @@ def main(argv: list[str]) -> int:
         pooled[name] = {"folds": folds, "streams": summary(total),
                         "clip_accuracy": clip["correct"] / clip["videos"] if clip["videos"] else None,
                         "clip_correct": f"{clip['correct']}/{clip['videos']}",
+                        "clip_correct_per_fold": clip.get("per_fold", []),
                         "window_accuracy": clip["window_correct"] / clip["windows"] if clip["windows"] else None}
         for cond in pooled[name]["streams"].values():
             cond.pop("videos")
@@ -147,7 +150,8 @@ def main(argv: list[str]) -> int:
             if s:
                 cells.append(f"{cond} {s['window_accuracy']:.3f} delay {s['switch_delay_s']['mean']:.2f}s "
                              f"missed {s['missed_switches']}/{s['switches']}")
-        print(f"{name:18s} folds {len(p['folds'])} clip {p['clip_correct']} window {p['window_accuracy']} | "
+        print(f"{name:15s} clip {p['clip_correct']} ({' '.join(p['clip_correct_per_fold'])}) window "
+              f"{p['window_accuracy'] or 0:.3f} | "
               + " | ".join(cells))
     return 0
 
