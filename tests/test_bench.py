@@ -69,6 +69,17 @@ def test_every_sub_report_is_present(bench_run):
                                    and level["windows_dropped"] == 0 and level["lost_predictions"] == 0
                                    and level["unaccounted"] == 0 and not level["errors"])
     assert reports["capacity"]["capacity_sources"] in (0, 1, 2)
+    steady_levels = [lv for lv in levels.values() if "steady_cpu_ms_per_frame" in lv]
+    assert steady_levels, "no capacity level reported its steady per-frame CPU budget"
+    for level in steady_levels:
+        budget = level["steady_cpu_ms_per_frame"]
+        assert all(budget[k] > 0 for k in ("capture", "flow", "inference")), budget
+        parts = sum(v for k, v in budget.items() if k not in ("total", "seconds"))
+        assert budget["total"] == pytest.approx(parts, abs=1e-3)  # each value rounded to 4 decimals
+        # a slice of the run cannot have cost more CPU than the whole run (start-up and drain included)
+        frames_in_slice = budget["seconds"] * level["sources"] * 25.0
+        for stage in ("capture", "flow", "inference"):
+            assert budget[stage] * frames_in_slice / 1000.0 <= level["cpu_seconds_by_stage"][stage] + 0.02
     for name, entry in reports["flow_quality"]["backends"].items():
         assert "error" not in entry, (name, entry)
         assert 0.0 <= entry["temporal_accuracy"] <= 1.0 and entry["videos"] == 2

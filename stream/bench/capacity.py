@@ -2,7 +2,8 @@
 min_sources, ... (doubling to 8, then +4) until a level fails. Per level: capture->publish latency p50/p99
 (the published `latency_ms`), dropped frames and windows (EOS counters), predictions lost between
 publisher and subscriber (seq gaps), unaccounted frames, and CPU use (stage processes from /proc, this
-supervisor process from os.times, and the whole machine from /proc/stat).
+supervisor process from os.times, and the whole machine from /proc/stat), and the steady per-frame CPU budget
+of each stage over the middle half of the level (`steady_cpu_ms_per_frame`: start-up and drain excluded).
 
 Latency counts schedule lag: a replayed file's frame k is stamped with the time it was due (start +
 k / fps, stream.runtime.capture), not when it was decoded, so a capture that falls behind its 25 fps
@@ -73,6 +74,11 @@ def run(ctx: BenchContext) -> None:
             "machine_busy_all_processes": run_.machine_busy_s / max(1e-9, run_.wall_s) / cores,
             "wall_s": run_.wall_s, "errors": run_.errors,
         }
+        # the per-frame CPU budget in the pipeline, steady state (the middle half of the run, start-up excluded)
+        steady = run_.steady_cpu_ms_per_frame(n * 25.0)
+        if steady:
+            level["steady_cpu_ms_per_frame"] = {k: round(v, 4) for k, v in steady.items()}
+            level["steady_cpu_use_of_machine"] = steady["total"] * n * 25.0 / 1000.0 / cores
         for stage in ("capture_to_flow", "queue", "inference", "publish"):
             vals = [p.stages_ms.get(stage) for _, p in run_.predictions if stage in p.stages_ms]
             if vals:
@@ -91,10 +97,13 @@ def run(ctx: BenchContext) -> None:
         level["passed"] = bool(lat) and level["latency_ms_p99"] < P99_LIMIT_MS and dropped == 0 \
             and windows_dropped == 0 and run_.lost == 0 and unaccounted == 0 and not run_.errors
         r.put(f"{ROOT}/levels/sources{n}", level)
+        budget = "" if not steady else (
+            " steady CPU ms/frame " + ", ".join(f"{k} {v:.2f}" for k, v in steady.items() if k != "seconds"))
         ctx.log(f"capacity: {n} source(s): p50 {level['latency_ms_p50']:.0f} ms, p99 {level['latency_ms_p99']:.0f} ms,"
                 f" dropped {dropped} frames / {windows_dropped} windows, lost {run_.lost}, unaccounted {unaccounted},"
                 f" CPU {100 * level['cpu_use_of_machine']:.0f}% of {cores} cores (machine "
-                f"{100 * level['machine_busy_all_processes']:.0f}%) -> {'pass' if level['passed'] else 'FAIL'}")
+                f"{100 * level['machine_busy_all_processes']:.0f}%) -> {'pass' if level['passed'] else 'FAIL'};"
+                f"{budget}")
         if not level["passed"]:
             break
         capacity = n

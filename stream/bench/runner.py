@@ -28,12 +28,31 @@ class PipelineRun:
     machine_busy_s: float = 0.0  # whole-machine busy CPU seconds during the run (includes other users)
     errors: list = field(default_factory=list)
     cpu_series: list = field(default_factory=list)  # (time, CPU s of this pipeline so far, machine busy CPU s)
+    stage_series: list = field(default_factory=list)  # (time, {stage: CPU s so far}, this process's CPU s so far)
 
     def steady_window(self) -> tuple[float, float]:
         """(first, last) publication time over all sources: the interval steady_fps() counts."""
         if not self.predictions:
             return 0.0, 0.0
         return self.predictions[0][0], self.predictions[-1][0]
+
+    def steady_cpu_ms_per_frame(self, frames_per_s: float, lo: float = 0.25, hi: float = 0.75) -> dict:
+        """CPU ms per frame of each stage in the middle of the publishing interval (from `lo` to `hi` of it, so
+        start-up, model loading and the drain are left out), at `frames_per_s` frames entering the pipeline
+        (realtime sources: sources x fps). `supervisor` is this process: the supervisor and the bench's own
+        subscriber. {} when fewer than two samples fall in that interval."""
+        first, last = self.steady_window()
+        t0, t1 = first + lo * (last - first), first + hi * (last - first)
+        inside = [x for x in self.stage_series if t0 <= x[0] <= t1]
+        if len(inside) < 2 or frames_per_s <= 0:
+            return {}
+        (ta, a, own_a), (tb, b, own_b) = inside[0], inside[-1]
+        per = 1000.0 / ((tb - ta) * frames_per_s)
+        out = {k: (v - a.get(k, 0.0)) * per for k, v in b.items()}
+        out["supervisor"] = (own_b - own_a) * per
+        out["total"] = sum(out.values())
+        out["seconds"] = tb - ta
+        return out
 
     def others_cores(self, t0: float, t1: float) -> tuple[float, bool]:
         """Cores used by processes outside this pipeline between t0 and t1 (from the 0.1 s CPU samples);
@@ -130,7 +149,9 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
             sampler.sample()
             own = os.times()
             ours = sum(sampler.by_label().values()) + (own.user + own.system) - (own0.user + own0.system)
-            result.cpu_series.append((time.time(), ours, machine_cpu_seconds()))
+            now = time.time()
+            result.cpu_series.append((now, ours, machine_cpu_seconds()))
+            result.stage_series.append((now, sampler.by_label(), (own.user + own.system) - (own0.user + own0.system)))
             if time.monotonic() > deadline and pipeline._signal is None:
                 # a run that does not finish is a result too: stop it the way SIGINT would (drain, then stop)
                 result.errors.append(f"bench watchdog: run exceeded {timeout:g} s, stopped")
