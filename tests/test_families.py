@@ -58,6 +58,61 @@ def test_inflation_bootstraps_the_2d_kernel():
     assert I3DLite0(4, 4, "none", weights=None).temporal_convs() == []
 
 
+@pytest.mark.parametrize("time_pool,Ts", [("none", [8] * 17), ("stem", [8] + [4] * 16),
+                                          ("stem2", [8] + [4] * 5 + [2] * 11)])
+def test_time_pool_reduces_T_and_exports_as_2d_ops(time_pool, Ts, tmp_path):
+    import onnx
+
+    from train.families.export import export_graph
+    from train.families.i3d import I3DLite0, TemporalConv
+    from train.onnx_export import ort_session
+
+    torch.manual_seed(0)
+    model = I3DLite0(3, clip_length=8, weights=None, time_pool=time_pool).eval()
+    assert [m.T for m in model.modules() if isinstance(m, TemporalConv)] == Ts  # stem, then blocks 0..15
+    assert model.out_length == Ts[-1]
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, TemporalConv):
+                m.weight.normal_(0.0, 0.3)  # distinct taps: T mixed up between clips would show
+        x = torch.randn(3, 3, 8, 32, 32)
+        y = model(x)
+        # each clip alone gives its own logits (no mixing of frames across the batch)
+        alone = torch.cat([model(x[i:i + 1]) for i in range(3)])
+    assert y.shape == (3, 3) and torch.allclose(y, alone, atol=1e-4)
+    path = export_graph(model, tmp_path / "i3d.onnx", ("clip",), {"clip": (3, 8, 32, 32)})
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert "Conv" in ops and not ops & {"AveragePool", "MaxPool"}  # 2D convs, no pooling over 5-D tensors
+    got = ort_session(path).run(None, {"clip": x.numpy()})[0]
+    assert np.abs(got - y.numpy()).max() < 1e-3
+
+
+def test_time_pool_averages_frame_pairs_and_old_configs_load_as_none():
+    from train.families.i3d import I3DLite0, TimePool
+    from train.families.registry import FAMILIES
+
+    x = torch.randn(2 * 4, 5, 3, 3)  # 2 clips of T = 4
+    want = x.reshape(2, 2, 2, 5, 3, 3).mean(dim=2).reshape(4, 5, 3, 3)  # frames (0,1), (2,3) of each clip
+    assert torch.allclose(TimePool()(x), want)
+    # with no temporal convs, a static clip gives the same logits whatever the pooling
+    clip = torch.randn(1, 3, 1, 32, 32).repeat(1, 1, 8, 1, 1)
+    torch.manual_seed(0)
+    ref = I3DLite0(3, 8, "none", weights=None).eval()
+    for tp in ("stem", "stem2"):
+        pooled = I3DLite0(3, 8, "none", weights=None, time_pool=tp).eval()
+        pooled.load_state_dict(ref.state_dict(), strict=True)  # parameter-free: same state dict keys
+        with torch.no_grad():
+            assert torch.allclose(pooled(clip), ref(clip), atol=1e-5)
+    with pytest.raises(ValueError):
+        I3DLite0(3, 6, weights=None, time_pool="stem2")  # T = 6 cannot be halved twice
+    with pytest.raises(ValueError):
+        I3DLite0(3, 8, weights=None, time_pool="frames")
+    old = {k: v for k, v in FAMILIES["i3d"].defaults.items() if k != "time_pool"}  # a config from before the option
+    model = FAMILIES["i3d"].build(dict(old, init_weights="none"), 3)
+    assert model.time_pool == "none" and model.out_length == 8
+    assert FAMILIES["i3d"].defaults["time_pool"] == "none"
+
+
 def test_convfusion_one_window_is_training_on_a_static_sequence(extraction):
     from stream.core.flow import normalize_rgb, stack_flows
     from train.families.convfusion import ConvFusionNet
@@ -105,6 +160,7 @@ def spatial_run(extraction, tmp_path_factory):
 
 @pytest.mark.parametrize("family,extra", [
     ("i3d", ["--clip-length", "4"]),
+    ("i3d", ["--clip-length", "4", "--time-pool", "stem"]),
     ("convfusion", ["--segments", "2"]),
     ("hidden", ["--motion-width", "4", "--motion-epochs", "1", "--segments", "2"]),
     ("r2plus1d", ["--clip-length", "4", "--tiny"]),
@@ -158,6 +214,29 @@ def test_family_trains_exports_and_evaluates(family, extra, extraction, spatial_
     assert all(v in (0.0, 0.5, 1.0) for v in result["accuracy"].values())
     assert result["windows"] == 6 and set(result["window_accuracy"]) == set(names) | {"fused"}
     assert all(round(v * 6) == round(v * 6, 3) for v in result["window_accuracy"].values())
+
+    if "--time-pool" in extra:  # recorded in the run and the bundle; the loader and `twostream run` take it
+        import subprocess
+        import sys
+
+        from engines.loader import open_bundle
+
+        assert meta["config"]["time_pool"] == "stem" and model.out_length == 2
+        assert json.loads(doc["provenance"]["config"])["time_pool"] == "stem"
+        assert "time pool stem" in doc["model"]["arch"]
+        assert list(open_bundle(bundle).engines) == [net.onnx_name]
+        from pathlib import Path
+
+        video = Path(index["source"]) / meta["val_videos"][0]  # a real weizmann4 clip (held out)
+        proc = subprocess.run([sys.executable, "-m", "stream.cli", "run", "--model", str(bundle), "--pace", "fast",
+                               "--print", "--json", "--max-frames", "20", "--stride", "5",
+                               "--publish", f"ipc://{tmp_path}/pub", str(video)],
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        msgs = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+        preds = [m for m in msgs if m.get("event") == "prediction"]
+        eos = [m for m in msgs if m.get("event") == "eos"]
+        assert len(eos) == 1 and preds and len(preds) == eos[0]["windows"], proc.stdout[-2000:]
 
 
 def test_hidden_export_without_spatial_is_a_clear_error(extraction, tmp_path, capsys):

@@ -47,6 +47,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     t.add_argument("--clip-length", type=int, help="i3d/r2plus1d: T frames per clip (default 8)")
     t.add_argument("--clip-stride", type=int, help="i3d/r2plus1d: temporal stride of the clip (default 1)")
     t.add_argument("--inflate", choices=("all_dw", "stem_last", "none"), help="i3d: convs with a temporal extent")
+    t.add_argument("--time-pool", choices=("none", "stem", "stem2"),
+                   help="i3d: average frame pairs after the stem (stem: T/2 for every block), and again before "
+                        "stage 4 (stem2: T/4 there); default none (T frames through the whole network)")
     t.add_argument("--fuse-at", choices=("block", "head"), help="convfusion: fusion point (default block)")
     t.add_argument("--fusion-method", choices=("conv", "sum", "max"), help="convfusion: fusion (default conv)")
     t.add_argument("--no-score-fusion", action="store_true", help="convfusion: no late score fusion on top")
@@ -159,7 +162,8 @@ def _train(args) -> int:
     cfg = dict(family.defaults)
     overrides = {"segments": args.segments, "lr": args.lr, "init_weights": args.weights,
                  "clip_length": args.clip_length,
-                 "clip_stride": args.clip_stride, "inflate": args.inflate, "fuse_at": args.fuse_at,
+                 "clip_stride": args.clip_stride, "inflate": args.inflate, "time_pool": args.time_pool,
+                 "fuse_at": args.fuse_at,
                  "fusion_method": args.fusion_method, "motion_width": args.motion_width,
                  "motion_epochs": args.motion_epochs}
     if args.flow_length is not None:  # convfusion's flow_stack L, hidden's frame_stack L
@@ -270,7 +274,8 @@ def _export(args) -> int:
                                     "spatial_checkpoint": str(args.spatial or "")})
     arch = {"convfusion": f"efficientnet_lite0 x2, {cfg.get('fusion_method')} fusion at {cfg.get('fuse_at')}",
             "hidden": f"tiny_motionnet(width {cfg.get('motion_width')}) + efficientnet_lite0",
-            "i3d": f"efficientnet_lite0 inflated ({cfg.get('inflate')}), T={cfg.get('clip_length')}",
+            "i3d": f"efficientnet_lite0 inflated ({cfg.get('inflate')}), T={cfg.get('clip_length')}"
+                   + (f", time pool {cfg['time_pool']}" if cfg.get("time_pool", "none") != "none" else ""),
             "r2plus1d": "torchvision r2plus1d_18"}[meta["family"]]
     write_bundle(out, family=meta["family"], arch=arch, labels=meta["classes"], input_size=size, mean=cfg["mean"],
                  std=cfg["std"], flow=meta["flow"], flow_length=params["flow_length"], networks=networks, fusion=fusion,

@@ -6,7 +6,14 @@ activations and ImageNet training carries over. `inflate` chooses which convs ge
   all_dw     the stem and every depthwise conv (default)
   stem_last  the stem and the depthwise convs of the last three stages (blocks 8..15)
   none       no temporal extent: the 2D network per frame, features averaged over T
-Every other conv stays 1 x 1 x 1, and time is never strided (T frames in, T feature maps out).
+Every other conv stays 1 x 1 x 1. `time_pool` chooses where time is downsampled (original I3D strides
+time early; averaging consecutive frame pairs is a 2 x 1 x 1 average pool with stride 2):
+  none       never: T frames in, T feature maps out (runs and bundles from before the option)
+  stem       after the stem (conv, BN, ReLU6): T -> T/2 for every block (about half the FLOPs)
+  stem2      as stem, and again before block STEM2_SECOND_POOL_BLOCK: T/2 -> T/4 for the rest
+Each pool is a reshape of (B*T, C, H, W) to (B*T/2, 2, C*H*W) and a mean over the pair (a 3-D Reshape and
+ReduceMean in the export, no 5-D pooling); the TemporalConvs after a pool are built for the reduced T.
+At 112 px, T = 8: none 2.07 GFLOPs per window, stem 1.10, stem2 0.75.
 
 Implementation: the clip is laid out as (B*T, C, H, W); a (t, k, k) conv is t 2D convs (one per
 temporal tap, same groups as the 2D layer) followed by shifted sums over time with zero padding
@@ -27,6 +34,8 @@ from train.models import build_model
 
 INFLATE_MODES = ("all_dw", "stem_last", "none")
 STEM_LAST_FIRST_BLOCK = 8  # stages 5-7 of Lite0 (blocks 8..15)
+TIME_POOL_MODES = ("none", "stem", "stem2")
+STEM2_SECOND_POOL_BLOCK = 5  # stem2: second pool before stage 4 (stride 16, as I3D's before Mixed_4b): blocks 5-15
 
 
 def _same_pad(x: torch.Tensor, k: int, s: int) -> torch.Tensor:
@@ -86,24 +95,49 @@ class TemporalConv(nn.Module):
         return y
 
 
+class TimePool(nn.Module):
+    """Average consecutive frame pairs of (B*T, C, H, W) (frames of a clip adjacent, T even) -> (B*T/2, C, H, W)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, h, w = x.shape[1], x.shape[2], x.shape[3]
+        return x.reshape(-1, 2, c * h * w).mean(dim=1).reshape(-1, c, h, w)
+
+
+def pool_points(time_pool: str) -> tuple[int, ...]:
+    """Indices of the blocks that a time pool precedes (block 0 = right after the stem)."""
+    if time_pool not in TIME_POOL_MODES:
+        raise ValueError(f"time_pool = {time_pool!r}: expected one of {', '.join(TIME_POOL_MODES)}")
+    return {"none": (), "stem": (0,), "stem2": (0, STEM2_SECOND_POOL_BLOCK)}[time_pool]
+
+
 class I3DLite0(nn.Module):
     """Inflated Lite0 on clips; `backbone` keeps the 2D module names (state dicts stay readable)."""
 
     def __init__(self, num_classes: int, clip_length: int = 8, inflate: str = "all_dw",
                  weights: str | None = "imagenet",
-                 dropout: float = 0.5, impl: str = "2d", t: int = 3):
+                 dropout: float = 0.5, impl: str = "2d", t: int = 3, time_pool: str = "none"):
         super().__init__()
+        points = pool_points(time_pool)
+        if clip_length % (2 ** len(points)):
+            raise ValueError(f"time_pool = {time_pool!r} halves T {len(points)} time(s): "
+                             f"clip_length {clip_length} is not divisible by {2 ** len(points)}")
         if inflate not in INFLATE_MODES:
             raise ValueError(f"inflate = {inflate!r}: expected one of {', '.join(INFLATE_MODES)}")
         if clip_length < 1:
             raise ValueError(f"clip_length = {clip_length}: expected >= 1")
         net = build_model("efficientnet_lite0", num_classes, 3, weights=weights, dropout=dropout)
-        self.clip_length, self.inflate = clip_length, inflate
+        self.clip_length, self.inflate, self.time_pool = clip_length, inflate, time_pool
+        self.pool_before = frozenset(points)  # block indices preceded by a TimePool
+        self.tpool = TimePool()  # parameter-free: state dicts of every time_pool are the same
         if inflate != "none":
             net._conv_stem = TemporalConv(net._conv_stem, t, clip_length, impl)
+            T = clip_length
             for i, block in enumerate(net._blocks):
+                if i in self.pool_before:
+                    T //= 2
                 if inflate == "all_dw" or i >= STEM_LAST_FIRST_BLOCK:
-                    block._depthwise_conv = TemporalConv(block._depthwise_conv, t, clip_length, impl)
+                    block._depthwise_conv = TemporalConv(block._depthwise_conv, t, T, impl)
+        self.out_length = clip_length // 2 ** len(points)  # feature maps per clip at the head
         self.backbone = net
 
     def temporal_convs(self) -> list[str]:
@@ -115,10 +149,12 @@ class I3DLite0(nn.Module):
         b, c, T, h, w = clip.shape
         x = clip.transpose(1, 2).reshape(-1, c, h, w)  # (B*T, 3, H, W), frames of one clip adjacent
         x = F.relu6(net._bn0(net._conv_stem(x)))
-        for block in net._blocks:
+        for i, block in enumerate(net._blocks):
+            if i in self.pool_before:
+                x = self.tpool(x)
             x = block(x)
         x = F.relu6(net._bn1(net._conv_head(x)))
-        x = x.reshape(-1, self.clip_length, x.shape[1], x.shape[2], x.shape[3]).mean(dim=(1, 3, 4))
+        x = x.reshape(-1, self.out_length, x.shape[1], x.shape[2], x.shape[3]).mean(dim=(1, 3, 4))
         return net._fc(net._dropout(x))
 
 

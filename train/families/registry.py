@@ -43,7 +43,7 @@ def _i3d(cfg: dict, n: int) -> nn.Module:
     from train.families.i3d import I3DLite0
 
     return I3DLite0(n, cfg["clip_length"], cfg["inflate"], None if cfg["init_weights"] == "none" else "imagenet",
-                    cfg["dropout"])
+                    cfg["dropout"], time_pool=cfg.get("time_pool", "none"))  # configs from before time_pool: none
 
 
 def _r2plus1d(cfg: dict, n: int) -> nn.Module:
@@ -63,7 +63,8 @@ FAMILIES = {
                       "motion_epochs": 6, "motion_lr": 1e-3, "motion_loss_weight": 0.1, "bound": 20.0},
                      onnx_name="hidden"),
     "i3d": Family("i3d", ("clip",), _i3d,
-                  {**_COMMON, "clip_length": 8, "clip_stride": 1, "inflate": "all_dw", "segments": 1, "lr": 1e-3},
+                  {**_COMMON, "clip_length": 8, "clip_stride": 1, "inflate": "all_dw", "time_pool": "none",
+                   "segments": 1, "lr": 1e-3},
                   onnx_name="i3d"),
     "r2plus1d": Family("r2plus1d", ("clip",), _r2plus1d,
                        {**_COMMON, "clip_length": 8, "clip_stride": 1, "init_weights": "none", "segments": 1,
