@@ -73,7 +73,8 @@ def test_every_sub_report_is_present(bench_run):
     assert steady_levels, "no capacity level reported its steady per-frame CPU budget"
     for level in steady_levels:
         budget = level["steady_cpu_ms_per_frame"]
-        assert all(budget[k] > 0 for k in ("capture", "flow", "inference")), budget
+        # /proc counts in 10 ms ticks: a --quick slice (~1 s, 25-50 frames) may see 0 ticks of a light stage
+        assert all(budget[k] >= 0 for k in ("capture", "flow", "inference")) and budget["total"] > 0, budget
         parts = sum(v for k, v in budget.items() if k not in ("total", "seconds"))
         assert budget["total"] == pytest.approx(parts, abs=1e-3)  # each value rounded to 4 decimals
         # a slice of the run cannot have cost more CPU than the whole run (start-up and drain included)

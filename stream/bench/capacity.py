@@ -50,7 +50,8 @@ def run(ctx: BenchContext) -> None:
     capacity = 0
     for n in levels(ctx):
         run_ = run_pipeline(ctx, video=video, sources=n, pace="realtime", max_frames=max_frames,
-                            timeout=60.0 + expected / 25.0)
+                            timeout=60.0 + expected / 25.0,
+                            sample_every=min(0.5, max(0.1, ctx.capacity_seconds / 48.0)))
         lat = [p.latency_ms for _, p in run_.predictions]
         recv = [(t - p.t_capture) * 1000.0 for t, p in run_.predictions]
         eos = run_.eos

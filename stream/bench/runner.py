@@ -1,6 +1,7 @@
 """Run the real pipeline (stream.runtime.supervisor.Pipeline, this process as supervisor) on N copies of a video
 while a stream.clients.client.Subscriber on a free loopback port records every published message and a
-sampler thread records the CPU time of every stage process from /proc."""
+sampler thread records the CPU time of every stage process from /proc (every `sample_every` s: a sample reads
+~200 /proc files with 32 sources, so capacity runs sample every 0.5 s to leave the CPU to the pipeline)."""
 from __future__ import annotations
 
 import os
@@ -94,7 +95,7 @@ class PipelineRun:
 
 def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frames: int = 0, threads: int | None = None,
                  max_batch: int | None = None, timeout: float = 300.0, preview: bool = False,
-                 engine: dict | None = None) -> PipelineRun:
+                 engine: dict | None = None, sample_every: float = 0.1) -> PipelineRun:
     from stream.clients.client import EndOfStream, Prediction, Status, Subscriber
     from stream.core.config import Settings
     from stream.runtime.sources import parse_sources
@@ -145,7 +146,7 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
 
     def sample():
         deadline = time.monotonic() + timeout
-        while not stop.wait(0.1):
+        while not stop.wait(sample_every):
             sampler.sample()
             own = os.times()
             ours = sum(sampler.by_label().values()) + (own.user + own.system) - (own0.user + own0.system)
