@@ -90,6 +90,34 @@ def test_three_sources_batched_with_exact_counts(shared_data, tiny_bundle):
     assert max(p.raw["batch"] for p in predictions(messages)) > 1
 
 
+def test_max_batch_ms_caps_engine_calls(tmp_path, shared_data, tiny_bundle):
+    """[pipeline] max_batch_ms: with a cap below one window's cost every engine call holds one window (the same
+    three fast sources batch when uncapped, test above), and no window is lost."""
+    capped = tmp_path / "capped.toml"
+    capped.write_text("[pipeline]\nmax_batch_ms = 0.001\n")
+    clips = {"a": shared_data / "weizmann4" / "bend" / "actor2_bend.mp4",
+             "b": shared_data / "replay" / "mmaction2_test.avi",
+             "c": shared_data / "weizmann4" / "wave2" / "actor4_wave2.mp4"}
+    args = ["--model", str(tiny_bundle), "--pace", "fast", "--config", str(capped)] + [f"{k}={v}" for k, v in
+                                                                                       clips.items()]
+    proc, messages = run_pipeline(args, expect_eos=3)
+    assert proc.returncode == 0, proc.stderr
+    preds = predictions(messages)
+    assert {p.raw["batch"] for p in preds} == {1}
+    assert len(preds) == sum(expected_windows(count_frames(c), L, STRIDE) for c in clips.values())
+
+
+def test_batch_limit_arithmetic():
+    from stream.runtime.inference import batch_limit
+
+    assert batch_limit(3.0, max_batch=16, max_batch_ms=40) == 13  # late int8: ~3 ms per window
+    assert batch_limit(16.0, max_batch=16, max_batch_ms=40) == 2  # hidden: ~16 ms
+    assert batch_limit(60.0, max_batch=16, max_batch_ms=40) == 1  # never below one window
+    assert batch_limit(1.0, max_batch=16, max_batch_ms=40) == 16  # never above max_batch
+    assert batch_limit(16.0, max_batch=16, max_batch_ms=0) == 16  # 0: off
+    assert batch_limit(0.0, max_batch=8, max_batch_ms=40) == 8  # not timed (remote engine down): max_batch
+
+
 def test_realtime_replay_follows_the_clock(shared_data, tiny_bundle):
     clip = shared_data / "weizmann4" / "wave1" / "actor0_wave1.mp4"  # 25 fps
     frames = count_frames(clip)

@@ -29,6 +29,7 @@ class PipelineSettings:
     frame_ring: int = _opt(32, lo=4, hi=4096)
     flow_ring: int = _opt(64, lo=4, hi=4096)
     max_batch: int = _opt(16, lo=1, hi=1024)
+    max_batch_ms: float = _opt(40.0, lo=0.0, hi=10000.0)  # 0: batches limited by max_batch only
     pace: str = _opt("realtime", choices=("realtime", "fast"))
     max_frames: int = _opt(0, lo=0)
     live_queue: int = _opt(3, lo=1, hi=1000)

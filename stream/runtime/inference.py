@@ -9,6 +9,7 @@ windows_dropped) so predictions stay current; files in fast pace lose nothing.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from dataclasses import dataclass
 
@@ -24,6 +25,8 @@ from stream.runtime.outage import OutageGuard
 from stream.runtime.shm import RingLayout, ShmRing, SlotOverwritten, StatsBoard
 from stream.runtime.stage import StageLink, stage_runtime
 
+log = logging.getLogger("twostream")
+
 
 @dataclass(frozen=True)
 class InferenceJob:
@@ -36,6 +39,29 @@ class InferenceJob:
     max_batch: int
     in_endpoint: str  # PULL, bound here
     out_endpoint: str  # PUSH to the supervisor
+    max_batch_ms: float = 0.0  # [pipeline] max_batch_ms: cap batches by the networks' timed cost (0: off)
+
+
+def batch_limit(ms_per_window: float, *, max_batch: int, max_batch_ms: float) -> int:
+    """Windows per engine call: max_batch, or fewer so one call takes about max_batch_ms (never below 1)."""
+    if max_batch_ms <= 0 or ms_per_window <= 0:
+        return max_batch
+    return max(1, min(max_batch, int(max_batch_ms // ms_per_window)))
+
+
+def time_one_window(engines, repeats: int = 3) -> float:
+    """Fastest of `repeats` runs of every network on one all-zero window, in ms (0.0 if an engine is down)."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        try:
+            for engine in engines.values():
+                engine.run(*(np.zeros((1, *shape), dtype=dtype)
+                             for shape, dtype in zip(engine.input_shapes, engine.input_dtypes, strict=True)))
+        except EngineUnavailable:
+            return 0.0
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000.0
 
 
 class _Batcher:
@@ -77,9 +103,15 @@ def inference_main(job: InferenceJob, stop, link: StageLink | None = None) -> No
                              for shape, dtype in zip(engine.input_shapes, engine.input_dtypes, strict=True)))
             except EngineUnavailable:  # a remote engine that is down now: OutageGuard handles it per batch
                 pass
+        limit = job.max_batch
+        if job.max_batch_ms > 0:
+            cost = time_one_window(loaded.engines)
+            limit = batch_limit(cost, max_batch=job.max_batch, max_batch_ms=job.max_batch_ms)
+            log.debug("inference: %.1f ms per window; batches of at most %d windows ([pipeline] max_batch_ms = %g)",
+                      cost, limit, job.max_batch_ms)
         # bound only now: the supervisor lets sources start once this socket exists (models loaded)
         pull, push = runtime.pull(job.in_endpoint), runtime.push(job.out_endpoint)
-        stage = InferenceStage(job, loaded, runtime.stats, push)
+        stage = InferenceStage(job, loaded, runtime.stats, push, batch=limit)
         while runtime.running(stop):
             if not pull.poll(100):
                 continue
@@ -99,8 +131,9 @@ def inference_main(job: InferenceJob, stop, link: StageLink | None = None) -> No
 
 
 class InferenceStage:
-    def __init__(self, job: InferenceJob, loaded, stats: StatsBoard, push):
+    def __init__(self, job: InferenceJob, loaded, stats: StatsBoard, push, batch: int | None = None):
         self.job = job
+        self.batch = batch or job.max_batch  # windows per engine call (<= max_batch)
         self.bundle = loaded.bundle
         self.engines = loaded.engines
         self.networks = self.bundle.networks
@@ -133,8 +166,8 @@ class InferenceStage:
     def run(self, windows: list[WindowReady]) -> None:
         windows = self._keep_latest_live(windows)
         bundle = self.bundle
-        for start in range(0, len(windows), self.job.max_batch):
-            chunk = windows[start:start + self.job.max_batch]
+        for start in range(0, len(windows), self.batch):
+            chunk = windows[start:start + self.batch]
             t0 = time.time()
             ready = []
             for w in chunk:

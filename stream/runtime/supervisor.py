@@ -171,7 +171,7 @@ class Pipeline:
         self.infer_job = InferenceJob(
             model=str(b.path), engine=self.settings.engine, fusion=self.settings.fusion,
             flow_rings=tuple(self.flow_layouts), live=live, stats_name=self.stats.name, max_batch=p.max_batch,
-            in_endpoint=self.ep_infer, out_endpoint=self.ep_result)
+            in_endpoint=self.ep_infer, out_endpoint=self.ep_result, max_batch_ms=p.max_batch_ms)
         self.capture_jobs = [
             CaptureJob(spec=spec, source=i, ring=self.frame_layouts[i], stats_name=self.stats.name,
                        stats_rows=len(self.specs), flow_endpoint=self.ep_flow, doorbell=self.doorbell,
