@@ -115,17 +115,16 @@ def main(argv: list[str]) -> int:
         folds = []
         for f in FOLDS:
             path = raw / f"{fam}_{f}{q}.json"
-            if not path.is_file():
-                continue
-            report = json.loads(path.read_text())
-            policy = read_bundle(report["model"]).policy
-            scored = score(report, policy)
             ev = _clip(evals / f"{fam}_{f}{q}.json")
-            doc = {"bundle": report["model"], "fold": f, "eval_stream": summary(scored), "family_eval": ev,
-                   "source": str(path)}
-            (evals / "streams" / f"{fam}_{f}{q}.json").write_text(json.dumps(doc, indent=1))
-            _merge(total, scored)
-            folds.append(f)
+            if path.is_file():  # streams pooled over the folds that have them; clip accuracy over every eval
+                report = json.loads(path.read_text())
+                policy = read_bundle(report["model"]).policy
+                scored = score(report, policy)
+                doc = {"bundle": report["model"], "fold": f, "eval_stream": summary(scored), "family_eval": ev,
+                       "source": str(path)}
+                (evals / "streams" / f"{fam}_{f}{q}.json").write_text(json.dumps(doc, indent=1))
+                _merge(total, scored)
+                folds.append(f)
             if ev is not None:
                 clip.setdefault("per_fold", []).append(f"{round(ev['clip_accuracy']['fused'] * ev['videos'])}/"
                                                        f"{ev['videos']}")
@@ -134,14 +133,15 @@ def main(argv: list[str]) -> int:
                 if ev["window_accuracy"]:
                     clip["windows"] += ev["windows"]
                     clip["window_correct"] += round(ev["window_accuracy"]["fused"] * ev["windows"])
-        pooled[name] = {"folds": folds, "streams": summary(total),
+        pooled[name] = {"stream_folds": folds, "streams": summary(total),
                         "clip_accuracy": clip["correct"] / clip["videos"] if clip["videos"] else None,
                         "clip_correct": f"{clip['correct']}/{clip['videos']}",
                         "clip_correct_per_fold": clip.get("per_fold", []),
                         "window_accuracy": clip["window_correct"] / clip["windows"] if clip["windows"] else None}
         for cond in pooled[name]["streams"].values():
             cond.pop("videos")
-    out.write_text(json.dumps({"schema": 1, "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
+    out.write_text(json.dumps({"schema": 1, "protocol": " ".join(__doc__.split("\n\n")[1:3]).replace("\n", " "),
+                               "policy_default": "config.toml [policy] kind = ema, ema_alpha = 0.5",
                                "families": pooled}, indent=1))
     for name, p in pooled.items():
         cells = []
@@ -150,8 +150,8 @@ def main(argv: list[str]) -> int:
             if s:
                 cells.append(f"{cond} {s['window_accuracy']:.3f} delay {s['switch_delay_s']['mean']:.2f}s "
                              f"missed {s['missed_switches']}/{s['switches']}")
-        print(f"{name:15s} clip {p['clip_correct']} ({' '.join(p['clip_correct_per_fold'])}) window "
-              f"{p['window_accuracy'] or 0:.3f} | "
+        print(f"{name:15s} stream folds {len(p['stream_folds'])} clip {p['clip_correct']} "
+              f"({' '.join(p['clip_correct_per_fold'])}) window {p['window_accuracy'] or 0:.3f} | "
               + " | ".join(cells))
     return 0
 
