@@ -131,6 +131,7 @@ def capture_main(job: CaptureJob, stop, go=None, ready=None, link: StageLink | N
             # Its own socket with a tiny queue: previews are dropped, never waited for.
             preview = stage.push(job.preview_endpoint, linger_ms=0, hwm=4)
         frames, error = 0, ""
+        stage.settle()
         if ready is not None:
             ready.release()
         if go is not None:

@@ -103,6 +103,7 @@ def flow_main(job: FlowJob, stop, link: StageLink | None = None) -> None:
         sources: list[_SourceFlow] = []
         try:
             sources += [_SourceFlow(i, job) for i in range(len(job.frame_rings))]
+            stage.settle()
             while stage.running(stop):
                 # Woken by a doorbell byte (new frames), an end marker, or every 100 ms regardless: the frame
                 # rings' counters say what is new, so nothing depends on a bell having been heard.

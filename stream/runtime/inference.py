@@ -112,6 +112,7 @@ def inference_main(job: InferenceJob, stop, link: StageLink | None = None) -> No
         # bound only now: the supervisor lets sources start once this socket exists (models loaded)
         pull, push = runtime.pull(job.in_endpoint), runtime.push(job.out_endpoint)
         stage = InferenceStage(job, loaded, runtime.stats, push, batch=limit)
+        runtime.settle()
         while runtime.running(stop):
             if not pull.poll(100):
                 continue

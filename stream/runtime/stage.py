@@ -157,6 +157,17 @@ class Stage:
         self._sockets.append(sock)
         return sock
 
+    @staticmethod
+    def settle() -> None:
+        """Call once, right before the stage's loop: everything made while starting up (modules, models) moves
+        out of the garbage collector's reach. A full collection walked those ~36,000 objects in 30-46 ms
+        (more with cold caches); every stage ran one every few seconds at 32 sources, and one such pause in
+        the flow stage was a 120 ms stall that dropped a frame of every source at the same instant."""
+        import gc
+
+        gc.collect()
+        gc.freeze()
+
     def alive(self) -> bool:
         """False once the supervisor is gone (this process was re-parented): do not linger."""
         return os.getppid() == self.parent
