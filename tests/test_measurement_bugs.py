@@ -20,9 +20,17 @@ from stream.clients.client import EndOfStream, Prediction
 
 def test_a_capture_that_falls_behind_its_schedule_shows_the_lag(tmp_path, shared_data, tiny_bundle):
     """Freeze the capture process for 1.5 s in the middle of a 25 fps realtime replay: the frames it reads
-    after resuming were due up to 1.5 s earlier, and the published latency must say so."""
+    after resuming were due up to 1.5 s earlier, and the published latency must say so.
+
+    live_queue is raised so the flow stage processes every late frame: with the default (3) it keeps only the
+    newest 3 of what it finds after the freeze and counts the rest as dropped, and whether any late window is
+    published then depends on how fast the capture catches up (measured: 4 ms to 1.5 s of latency, 9-21 frames
+    dropped). Stamped after decoding (the bug) the late frames showed ~10 ms."""
     clip = shared_data / "replay" / "mmaction2_test.avi"  # 164 frames, 25 fps: 6.5 s
-    run = PipelineRun(tmp_path, [f"cam={clip}"], bundle=tiny_bundle, extra=["--pace", "realtime", "--stride", "2"])
+    config = tmp_path / "queue.toml"
+    config.write_text("[pipeline]\nlive_queue = 1000\n")
+    run = PipelineRun(tmp_path, [f"cam={clip}"], bundle=tiny_bundle, config=config,
+                      extra=["--pace", "realtime", "--stride", "2"])
     collector = Collector(run.endpoint)
     try:
         assert collector.wait_for(lambda m: isinstance(m, Prediction), 60) is not None, run.stderr
