@@ -87,3 +87,22 @@ def run_pipeline(args: list[str], *, timeout: float = 120.0, sources: list[str] 
     run = run_and_collect(args, timeout=timeout, sources=sources, expect_eos=expect_eos, extra_env=extra_env,
                           cwd=ROOT)
     return run.proc, run.messages
+
+
+def run_bench(args: list[str], out: Path, *, timeout: float = 900.0):
+    """`python -m stream.cli bench ARGS --json OUT` as a subprocess; (the JSON report, the process)."""
+    import json
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "stream.cli", "bench", *args, "--json", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc
+
+
+def resolve(doc: dict, path: str):
+    """The node at a slash-separated path of a bench report."""
+    node = doc
+    for part in path.split("/"):
+        node = node[part]
+    return node

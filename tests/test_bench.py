@@ -3,16 +3,12 @@ with OpenCV, a tiny labelled dataset. Checks the report's structure and that eve
 of two measurements recorded in the same run. No timing thresholds: absolute speed is not asserted."""
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
-import sys
 
 import cv2
 import numpy as np
 import pytest
-
-from tests.conftest import ROOT
+from conftest import resolve, run_bench
 
 
 def write_video(path, frames: int = 48, size=(96, 72), seed: int = 0, speed: int = 2) -> None:
@@ -39,19 +35,8 @@ def bench_run(tmp_path_factory, tiny_bundle):
         (data / label).mkdir(parents=True)
         write_video(data / label / f"clip{c}.avi", frames=24, seed=c + 1, speed=1 + 2 * c)
     out = tmp / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "bench", "--quick", "--model", str(tiny_bundle), "--video", str(video),
-         "--capacity-video", str(video), "--quality-data", str(data), "--max-sources", "2", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text()), proc
-
-
-def resolve(doc: dict, path: str):
-    node = doc
-    for part in path.split("/"):
-        node = node[part]
-    return node
+    return run_bench(["--quick", "--model", str(tiny_bundle), "--video", str(video), "--capacity-video", str(video),
+                      "--quality-data", str(data), "--max-sources", "2"], out, timeout=600)
 
 
 def test_every_sub_report_is_present(bench_run):

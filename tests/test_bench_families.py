@@ -4,15 +4,11 @@ sub-report is meaningful for it (per-network engine costs, no flow stage, the bo
 runs) and that two-stream-only sub-reports say `skipped: <reason>`. No timing thresholds."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import ROOT, tiny_weizmann_extraction  # noqa: E402
+from conftest import resolve, run_bench, tiny_weizmann_extraction  # noqa: E402
 
 from stream.cli import main as cli  # noqa: E402
 
@@ -34,20 +30,9 @@ def i3d_bundle(shared_data, tmp_path_factory):
 def bench_i3d(i3d_bundle, shared_data, tmp_path_factory):
     video = next((shared_data / "weizmann4" / "wave1").glob("*"))
     out = tmp_path_factory.mktemp("bench_i3d") / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "bench", "--quick", "--model", str(i3d_bundle), "--video", str(video),
-         "--capacity-video", str(video), "--capacity-seconds", "2", "--max-sources", "1", "--threads", "1",
-         "--only", "stages,engine-vs-eager,throughput,capacity,baselines,flow-quality", "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text()), proc
-
-
-def resolve(doc: dict, path: str):
-    node = doc
-    for part in path.split("/"):
-        node = node[part]
-    return node
+    return run_bench(["--quick", "--model", str(i3d_bundle), "--video", str(video), "--capacity-video", str(video),
+                      "--capacity-seconds", "2", "--max-sources", "1", "--threads", "1",
+                      "--only", "stages,engine-vs-eager,throughput,capacity,baselines,flow-quality"], out, timeout=900)
 
 
 def test_stage_costs_of_an_i3d_bundle_have_no_flow_and_a_real_inference_cost(bench_i3d):
