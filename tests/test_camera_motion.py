@@ -138,7 +138,7 @@ def test_runtime_flow_stage_matches_extraction_with_subtraction(tiny_dataset, tm
     rings = [ShmRing(frame_ring, create=True), ShmRing(flow_ring, create=True)]
     job = FlowJob(frame_rings=(frame_ring,), flow_rings=(flow_ring,), live=(False,), stats_name=stats.name,
                   flow_settings=bundle_flow, flow_length=4, pipeline=PipelineSettings(stride=5, live_queue=4),
-                  in_endpoint="", out_endpoint="")
+                  in_endpoint="", out_endpoints=("",))
 
     class Sink:
         def send_pyobj(self, msg):

@@ -54,7 +54,7 @@ def test_a_capture_that_falls_behind_its_schedule_shows_the_lag(tmp_path, shared
     # the schedule: frame k is stamped t0 + k / 25 whenever it was actually read
     offsets = [p.t_capture - p.frame / 25.0 for p in predictions]
     assert max(offsets) - min(offsets) < 0.002, [(p.frame, round(o - offsets[0], 3)) for p, o in
-                                                  zip(predictions, offsets)]
+                                                  zip(predictions, offsets, strict=True)]
     assert any(p.frame > frozen_at + 50 for p in predictions), [p.frame for p in predictions]
     latencies = [p.latency_ms for p in predictions]
     # the windows read right after the freeze were overdue, and the published latency says so
@@ -93,7 +93,7 @@ def test_flow_chain_restarts_after_skipped_frames():
     try:
         job = FlowJob(frame_rings=(frame_layout,), flow_rings=(flow_layout,), live=(True,), stats_name=stats.name,
                       flow_settings=FlowSettings(), flow_length=3,
-                      pipeline=PipelineSettings(stride=1, live_queue=3), in_endpoint="", out_endpoint="")
+                      pipeline=PipelineSettings(stride=1, live_queue=3), in_endpoint="", out_endpoints=("",))
         src = _SourceFlow(0, job)
         push, stop = _Collect(), threading.Event()
 

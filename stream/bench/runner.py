@@ -139,7 +139,8 @@ def run_pipeline(ctx: BenchContext, *, video, sources: int, pace: str, max_frame
     def label(pid: int) -> str | None:
         for stage in list(pipeline.stages):  # the supervisor's table of stage processes
             if stage.proc is not None and stage.proc.pid == pid:
-                return "capture" if stage.source is not None else stage.name
+                # captures pooled; inference processes too ("inference:K" when there are several)
+                return "capture" if stage.source is not None else stage.name.split(":")[0]
         return None
 
     sampler = CpuSampler(label_of=label)

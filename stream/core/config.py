@@ -30,6 +30,8 @@ class PipelineSettings:
     flow_ring: int = _opt(64, lo=4, hi=4096)
     max_batch: int = _opt(16, lo=1, hi=1024)
     max_batch_ms: float = _opt(40.0, lo=0.0, hi=10000.0)  # 0: batches limited by max_batch only
+    # inference processes, each serving a fixed share of the sources (0: auto, see supervisor.inference_processes)
+    inference_processes: int = _opt(0, lo=0, hi=256)
     pace: str = _opt("realtime", choices=("realtime", "fast"))
     max_frames: int = _opt(0, lo=0)
     live_queue: int = _opt(3, lo=1, hi=1000)

@@ -35,7 +35,7 @@ class FlowJob:
     flow_length: int
     pipeline: PipelineSettings  # stride, live_queue
     in_endpoint: str  # PULL, bound here: end markers (SourceEnded)
-    out_endpoint: str  # PUSH to inference
+    out_endpoints: tuple[str, ...]  # PUSH to each inference process; source i goes to i mod len
     doorbell: str = ""  # the pipe captures ring per frame (stream.runtime.doorbell); "": read the rings every 100 ms
     device: FlowDeviceSettings = FlowDeviceSettings()  # [flow]: "cuda" uses stream.core.flow_cuda
     # Bundle format 2: False when no network takes a flow_stack (frames only: no flow computed at all);
@@ -93,7 +93,8 @@ def flow_main(job: FlowJob, stop, link: StageLink | None = None) -> None:
 
     cv2.setNumThreads(1)
     with stage_runtime(link, stats=(job.stats_name, len(job.frame_rings))) as stage:
-        pull, push = stage.pull(job.in_endpoint), stage.push(job.out_endpoint)
+        pull = stage.pull(job.in_endpoint)
+        pushes = [stage.push(endpoint) for endpoint in job.out_endpoints]
         stats = stage.stats
         bell = Doorbell(job.doorbell) if job.doorbell else None
         poller = zmq.Poller()
@@ -113,12 +114,13 @@ def flow_main(job: FlowJob, stop, link: StageLink | None = None) -> None:
                     msg = pull.recv_pyobj()
                     if isinstance(msg, SourceEnded):  # everything it wrote is in its ring: process it, then end
                         src = sources[msg.source]
+                        push = pushes[msg.source % len(pushes)]
                         _advance(src, job, stats, push, stop)
                         push.send_pyobj(WindowsEnded(source=msg.source, frames=msg.frames, windows=src.windows,
                                                      error=msg.error))
                 for src in sources:
                     if src.frames.written > src.next_index:
-                        _advance(src, job, stats, push, stop)
+                        _advance(src, job, stats, pushes[src.source % len(pushes)], stop)
         finally:
             for s in sources:
                 s.frames.close()

@@ -1,4 +1,5 @@
-"""Inference stage: one process. Collects the windows that are ready (from every source), runs ONE
+"""Inference stage: one process per share of the sources ([pipeline] inference_processes; usually one for
+all). Collects the windows that are ready (from the sources it serves), runs ONE
 engine call per network of the bundle per batch (two-stream: spatial and temporal), fuses as the
 bundle's [fusion] says, and hands results to the supervisor. Window inputs of every kind are built by
 stream.core.inputs from the frames and flows read out of the flow ring.

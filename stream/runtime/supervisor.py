@@ -1,6 +1,9 @@
 """The supervisor: checks inputs, owns shared memory and the PUB socket, starts and watches the stages.
 
-    capture (1 process per source) --frame rings--> flow (1) --flow rings--> inference (1) --> supervisor --> ZeroMQ PUB
+    capture (1 process per source) --frame rings--> flow (1) --flow rings--> inference (N) --> supervisor --> ZeroMQ PUB
+
+N inference processes ([pipeline] inference_processes; 0: auto, `inference_processes()`) each serve a fixed
+share of the sources (source i: process i mod N), so one source's windows and end marker stay in order.
 
 Stages talk over local ZeroMQ PUSH/PULL sockets (small events only) so a stage that
 dies cannot corrupt a queue; the supervisor restarts it (bounded, with backoff). Seq
@@ -33,7 +36,7 @@ from stream.runtime.decider import Decider
 from stream.runtime.doorbell import create_doorbell
 from stream.runtime.events import SourceEnded, WindowResult, WindowsEnded
 from stream.runtime.flow_stage import FlowJob, flow_main
-from stream.runtime.inference import InferenceJob, inference_main
+from stream.runtime.inference import InferenceJob, inference_main, time_one_window
 from stream.runtime.preview import PreviewFrame
 from stream.runtime.publisher import Publisher
 from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
@@ -102,6 +105,22 @@ def check_sources(specs: list[SourceSpec]) -> None:
         raise SourceError(f"{unreadable[0].target}: not a readable video (no frame could be decoded)")
 
 
+# auto: more than one inference process only for networks this costly per window (ms, timed at start-up).
+# Measured on 2 cores (docs/models.md, capacity): i3d (~25 ms int8) saturates one process at ~40 windows/s,
+# 4 cameras at stride 5; two processes serve 8. late (~3 ms) gains nothing from a second one.
+AUTO_SPLIT_MS = 8.0
+
+
+def inference_processes(setting: int, *, sources: int, ms_per_window: float, cores: int | None) -> int:
+    """How many inference processes a run starts: the setting when > 0 (at most one per source); for 0 (auto)
+    one per core (at most one per source) when a window costs >= AUTO_SPLIT_MS, else 1."""
+    if setting > 0:
+        return max(1, min(setting, sources))
+    if ms_per_window >= AUTO_SPLIT_MS:
+        return max(1, min(cores or 1, sources))
+    return 1
+
+
 class Pipeline:
     def __init__(self, specs: list[SourceSpec], settings: Settings, *, on_message=None):
         self.specs = specs
@@ -116,6 +135,11 @@ class Pipeline:
         self.bundle = loaded.bundle
         self.engine_backend = loaded.backend
         self.engine_choice = loaded.choice
+        self.ms_per_window = 0.0  # one window of every network, timed here only when auto needs it
+        if p.inference_processes == 0 and len(specs) > 1 and (os.cpu_count() or 1) > 1:
+            self.ms_per_window = time_one_window(loaded.engines)
+        self.n_inference = inference_processes(p.inference_processes, sources=len(specs),
+                                               ms_per_window=self.ms_per_window, cores=os.cpu_count())
         del loaded
         # fail now, with the reason, rather than in the flow process (a bundle without flow_stack computes no flow)
         if settings.flow.device == "cuda" and self.bundle.needs_flow:
@@ -159,19 +183,20 @@ class Pipeline:
     def _jobs(self) -> None:
         p, b = self.settings.pipeline, self.bundle
         self.ep_flow = f"ipc://{self._tmp}/flow"
-        self.ep_infer = f"ipc://{self._tmp}/infer"
+        self.ep_infers = tuple(f"ipc://{self._tmp}/infer{k}" for k in range(self.n_inference))
         self.ep_result = f"ipc://{self._tmp}/result"
         self.doorbell = create_doorbell(str(self._tmp / "frames.bell"))
         live = tuple(spec.live or p.pace == "realtime" for spec in self.specs)
         self.flow_job = FlowJob(
             frame_rings=tuple(self.frame_layouts), flow_rings=tuple(self.flow_layouts), live=live,
             stats_name=self.stats.name, flow_settings=b.flow, flow_length=b.flow_length, pipeline=p,
-            in_endpoint=self.ep_flow, out_endpoint=self.ep_infer, doorbell=self.doorbell, device=self.settings.flow,
+            in_endpoint=self.ep_flow, out_endpoints=self.ep_infers, doorbell=self.doorbell, device=self.settings.flow,
             needs_flow=b.needs_flow, span=b.span)
-        self.infer_job = InferenceJob(
+        self.infer_jobs = [InferenceJob(
             model=str(b.path), engine=self.settings.engine, fusion=self.settings.fusion,
             flow_rings=tuple(self.flow_layouts), live=live, stats_name=self.stats.name, max_batch=p.max_batch,
-            in_endpoint=self.ep_infer, out_endpoint=self.ep_result, max_batch_ms=p.max_batch_ms)
+            in_endpoint=endpoint, out_endpoint=self.ep_result, max_batch_ms=p.max_batch_ms)
+            for endpoint in self.ep_infers]
         self.capture_jobs = [
             CaptureJob(spec=spec, source=i, ring=self.frame_layouts[i], stats_name=self.stats.name,
                        stats_rows=len(self.specs), flow_endpoint=self.ep_flow, doorbell=self.doorbell,
@@ -184,8 +209,11 @@ class Pipeline:
         # Stages log through the supervisor (StageLog on the results socket), at the level set here.
         link = StageLink(log_endpoint=self.ep_result, log_level=log.getEffectiveLevel())
         stop = self._stop_stages
-        self.stages = [StageProcess("inference", inference_main, (self.infer_job, stop, link), RESTART),
-                       StageProcess("flow", flow_main, (self.flow_job, stop, link), RESTART)]
+        # one process: "inference" (ts-inference), as always; several: "inference:K" (ts-inference:K)
+        names = ["inference"] if len(self.infer_jobs) == 1 else [f"inference:{k}" for k in range(len(self.infer_jobs))]
+        self.stages = [StageProcess(name, inference_main, (job, stop, link), RESTART)
+                       for name, job in zip(names, self.infer_jobs, strict=True)]
+        self.stages.append(StageProcess("flow", flow_main, (self.flow_job, stop, link), RESTART))
         self.stages += [StageProcess(f"capture:{i}", capture_main,
                                      (job, self._stop_capture, self._go, self._ready, link),
                                      RESTART_OR_END if self.specs[i].live else END_SOURCE, source=i)
@@ -225,8 +253,9 @@ class Pipeline:
             for stage in self.stages:
                 self._start(stage)
             self._wait_ready()
-            log.info("%d source(s), model %s, engine %s, publishing on %s", len(self.specs), self.bundle.path,
-                     self.engine_choice, settings.publish.endpoint)
+            log.info("%d source(s), model %s, engine %s, %d inference process(es), publishing on %s",
+                     len(self.specs), self.bundle.path, self.engine_choice, self.n_inference,
+                     settings.publish.endpoint)
             self._loop(results, publisher, summary)
         finally:
             self._restore_signals(old_handlers)
@@ -245,7 +274,7 @@ class Pipeline:
         and its first frames are dropped as backlog. A stage that died or a timeout ends the wait anyway
         (supervision then handles it).
         """
-        sockets = [Path(ep[len("ipc://"):]) for ep in (self.ep_flow, self.ep_infer)]
+        sockets = [Path(ep[len("ipc://"):]) for ep in (self.ep_flow, *self.ep_infers)]
         deadline = time.monotonic() + timeout
         waiting = len(self.specs)
         while time.monotonic() < deadline and self._signal is None:
