@@ -116,6 +116,30 @@ def test_window_clock_reset_never_spans_gap():
     assert [clock.add_flow() for _ in range(4)] == [False, False, False, True]
 
 
+def test_window_clock_phase_delays_every_window_by_that_many_frames():
+    # span 4, stride 5, frames 0..16: phase 0 closes at frames 4, 9, 14; phase 2 at 6, 11, 16; phase 4 at 8, 13
+    for phase, want in ((0, [4, 9, 14]), (2, [6, 11, 16]), (4, [8, 13])):
+        clock = WindowClock(4, 5, phase=phase)
+        assert [f for f in range(17) if clock.add_frame()] == want, phase
+        clock.reset()  # after a gap the phase holds again
+        assert [f for f in range(17) if clock.add_frame()] == want, phase
+    with pytest.raises(ValueError, match="phase 5"):
+        WindowClock(4, 5, phase=5)
+
+
+def test_window_phases_spread_each_inference_process_sources_over_the_stride():
+    from stream.runtime.flow_stage import window_phase
+
+    # one process, stride 5: sources 0..6 -> phases 0 1 2 3 4 0 1
+    assert [window_phase(i, live=True, processes=1, stride=5) for i in range(7)] == [0, 1, 2, 3, 4, 0, 1]
+    # two processes: process 0 serves 0, 2, 4, 6 and process 1 serves 1, 3, 5, 7; each gets phases 0 1 2 3
+    phases = [window_phase(i, live=True, processes=2, stride=5) for i in range(8)]
+    assert phases[0::2] == [0, 1, 2, 3] and phases[1::2] == [0, 1, 2, 3]
+    # files in fast pace (not live) keep the windows of a single source; stride 1 has nothing to spread
+    assert window_phase(3, live=False, processes=1, stride=5) == 0
+    assert window_phase(3, live=True, processes=1, stride=1) == 0
+
+
 # --- fusion --------------------------------------------------------------------------------------
 def test_fusion_weighted_average_of_softmaxes():
     s = np.array([[2.0, 0.0, 0.0]])

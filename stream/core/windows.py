@@ -26,11 +26,18 @@ def window_end_frames(frames: int, flow_length: int, stride: int) -> list[int]:
 
 
 class WindowClock:
-    """Decides, flow by flow, when a window closes; reset() after a gap so windows never span it."""
+    """Decides, flow by flow, when a window closes; reset() after a gap so windows never span it.
 
-    def __init__(self, flow_length: int, stride: int):
+    `phase` (0 <= phase < stride) delays the first window, and so every later one, by that many frames: the
+    runtime gives live sources different phases so their windows do not all close on the same frame (see
+    stream.runtime.flow_stage.window_phase)."""
+
+    def __init__(self, flow_length: int, stride: int, phase: int = 0):
+        if not 0 <= phase < max(stride, 1):
+            raise ValueError(f"window phase {phase} must be in 0..stride-1 (stride {stride})")
         self.flow_length = flow_length
         self.stride = stride
+        self.phase = phase
         self.reset()
 
     def reset(self) -> None:
@@ -45,9 +52,10 @@ class WindowClock:
         and it also works for span 0 (frame-only bundles) and for inputs that need past frames, not flows."""
         self.frames += 1
         self.since_window += 1
-        if self.frames <= self.flow_length:
+        first = self.flow_length + 1 + self.phase
+        if self.frames < first:
             return False
-        if self.frames == self.flow_length + 1 or self.since_window >= self.stride:
+        if self.frames == first or self.since_window >= self.stride:
             self.since_window = 0
             return True
         return False
@@ -56,9 +64,10 @@ class WindowClock:
         """Count one new flow; True when it closes a window."""
         self.chain += 1
         self.since_window += 1
-        if self.chain < self.flow_length:
+        first = self.flow_length + self.phase
+        if self.chain < first:
             return False
-        if self.chain == self.flow_length or self.since_window >= self.stride:
+        if self.chain == first or self.since_window >= self.stride:
             self.since_window = 0
             return True
         return False

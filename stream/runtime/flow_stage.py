@@ -61,6 +61,20 @@ def make_flow_computer(settings: FlowSettings, size: int, device: FlowDeviceSett
                             subtract=settings.subtract)
 
 
+def window_phase(source: int, *, live: bool, processes: int, stride: int) -> int:
+    """Frames by which a source's windows are offset from the others' (0 for files in fast pace).
+
+    Sources started together (and the bench's frame-aligned cameras) would otherwise all close a window on the
+    same frame, and every inference process would get all its windows at once, one stride apart: with i3d
+    (~25 ms per window) four windows queued behind each other, p99 166 ms at 8 sources, and late's 32 windows
+    at once were three engine calls in a row. Sources of one inference process (source i: process i mod N)
+    get consecutive phases, so their windows close on different frames. Files in fast pace keep phase 0:
+    their windows are the same as on a single source (window_end_frames)."""
+    if not live or stride <= 1:
+        return 0
+    return (source // max(processes, 1)) % stride
+
+
 class _SourceFlow:
     def __init__(self, source: int, job: FlowJob):
         self.source = source
@@ -71,7 +85,10 @@ class _SourceFlow:
         self.needs_flow = job.needs_flow
         self.compute = make_flow_computer(job.flow_settings, shape[0], job.device) if job.needs_flow else None
         self.bound = job.flow_settings.bound
-        self.clock = WindowClock(job.flow_length if job.span is None else job.span, job.pipeline.stride)
+        stride = job.pipeline.stride
+        self.clock = WindowClock(job.flow_length if job.span is None else job.span, stride,
+                                 phase=window_phase(source, live=self.live, processes=len(job.out_endpoints),
+                                                    stride=stride))
         self.pushes_every_frame = job.device.device == "cuda"  # the CUDA computer keeps its own previous frame
         self.prev_gray: np.ndarray | None = None
         self.next_index = self.frames.consumed  # resume where a previous incarnation stopped
