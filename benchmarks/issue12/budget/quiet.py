@@ -10,7 +10,8 @@ import sys
 import threading
 import time
 
-NAMES = ("python", "twostream", "pytest", "ffmpeg", "gst-", "ruff", "make", "torchrun", "tritonserver", "mosquitto", "chromium")
+NAMES = ("python", "twostream", "pytest", "ffmpeg", "gst-", "ruff", "make", "torchrun", "tritonserver", "mosquitto",
+         "chromium")
 
 
 def parent_of(pid: int) -> int:
