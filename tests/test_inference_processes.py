@@ -124,22 +124,27 @@ def test_auto_splits_a_costly_bundle_over_the_cores(tmp_path, shared_data):
     assert {m["source"] for m in printed if m["event"] == "eos"} == {"a", "b"}
 
 
-def test_live_sources_close_their_windows_on_different_frames(tmp_path, shared_data, tiny_bundle):
-    """Realtime sources started together get window phases 0, 1, 2 (one inference process, stride 5), so their
-    windows do not all reach the inference stage at the same instant; nothing else changes."""
+@pytest.mark.parametrize("costly", [True, False], ids=["i3d-phased", "cheap-aligned"])
+def test_live_sources_of_a_costly_bundle_close_their_windows_on_different_frames(tmp_path, shared_data, tiny_bundle,
+                                                                                 costly):
+    """Realtime sources started together: with a costly bundle (the zoo's i3d, ~25 ms per window >= 8 ms) they
+    get window phases 0, 1, 2 (one inference process, stride 5), so their windows do not reach the inference
+    stage at the same instant; a cheap bundle (the tiny one) keeps them aligned, to be batched together."""
     clip = shared_data / "replay" / "mmaction2_test.avi"  # 164 frames at 25 fps
+    bundle, span = (ROOT / "models" / "zoo" / "i3d", 7) if costly else (tiny_bundle, 4)  # i3d: T = 8, stride 1
     config = write_config(tmp_path / "cfg.toml", pipeline={"inference_processes": 1, "live_queue": 1000})
-    run = PipelineRun(tmp_path, [f"a={clip}", f"b={clip}", f"c={clip}"], bundle=tiny_bundle, config=config,
+    run = PipelineRun(tmp_path, [f"a={clip}", f"b={clip}", f"c={clip}"], bundle=bundle, config=config,
                       extra=["--pace", "realtime", "--print", "--json"])
     try:
         assert run.wait(90) == 0, run.stderr
     finally:
         run.close()
     printed = _printed(run)
-    for phase, source in enumerate(("a", "b", "c")):
+    for k, source in enumerate(("a", "b", "c")):
+        phase = k if costly else 0
         frames = [m["frame"] for m in printed if m["event"] == "prediction" and m["source"] == source]
-        # span 4: phase 0 closes at 4, 9, ..., 159; phase 1 at 5, ..., 160; phase 2 at 6, ..., 161 (a live
-        # source's older queued window may be dropped for a newer one on a stalled machine: a subset, in order)
-        want = list(range(4 + phase, 164, 5))
+        # phase p closes windows at span + p, span + p + 5, ... (a live source's older queued window may be
+        # dropped for a newer one on a stalled machine: a subset, in order)
+        want = list(range(span + phase, 164, 5))
         assert frames == sorted(set(frames)) and set(frames) <= set(want), (source, frames[:5])
-        assert len(frames) >= len(want) - 3, (source, len(frames), len(want))
+        assert len(frames) >= len(want) // 2, (source, len(frames), len(want))

@@ -42,6 +42,9 @@ class FlowJob:
     # span: frames a window covers before its newest (engines.bundle.Bundle.span; None: flow_length).
     needs_flow: bool = True
     span: int | None = None
+    # Costly networks (supervisor.AUTO_SPLIT_MS): live sources get window phases (window_phase), cheap ones keep
+    # their windows aligned so the inference stage batches them.
+    window_phases: bool = False
 
 
 def make_flow_computer(settings: FlowSettings, size: int, device: FlowDeviceSettings | None = None):
@@ -62,14 +65,16 @@ def make_flow_computer(settings: FlowSettings, size: int, device: FlowDeviceSett
 
 
 def window_phase(source: int, *, live: bool, processes: int, stride: int) -> int:
-    """Frames by which a source's windows are offset from the others' (0 for files in fast pace).
+    """Frames by which a live source's windows are offset from the others' (0 for files in fast pace).
 
-    Sources started together (and the bench's frame-aligned cameras) would otherwise all close a window on the
-    same frame, and every inference process would get all its windows at once, one stride apart: with i3d
-    (~25 ms per window) four windows queued behind each other, p99 166 ms at 8 sources, and late's 32 windows
-    at once were three engine calls in a row. Sources of one inference process (source i: process i mod N)
-    get consecutive phases, so their windows close on different frames. Files in fast pace keep phase 0:
-    their windows are the same as on a single source (window_end_frames)."""
+    Sources started together (and the bench's frame-aligned cameras) all close a window on the same frame, so
+    every inference process gets all its windows at once, one stride apart. For a costly network that is a
+    queue: i3d (~25 ms per window, batching saves nothing) at 8 sources had four windows waiting behind each
+    other, p99 166 ms; with phases p99 51-84 ms. Sources of one inference process (source i: process i mod N)
+    get consecutive phases, so their windows close on different frames. Used only for costly networks
+    (FlowJob.window_phases): a cheap one batches aligned windows better (convfusion, 32 sources: aligned p99
+    106 ms at 82 % CPU, phased 173-196 ms at 88 %). Files in fast pace keep phase 0: their windows are the
+    same as on a single source (window_end_frames)."""
     if not live or stride <= 1:
         return 0
     return (source // max(processes, 1)) % stride
@@ -87,8 +92,8 @@ class _SourceFlow:
         self.bound = job.flow_settings.bound
         stride = job.pipeline.stride
         self.clock = WindowClock(job.flow_length if job.span is None else job.span, stride,
-                                 phase=window_phase(source, live=self.live, processes=len(job.out_endpoints),
-                                                    stride=stride))
+                                 phase=window_phase(source, live=self.live and job.window_phases,
+                                                    processes=len(job.out_endpoints), stride=stride))
         self.pushes_every_frame = job.device.device == "cuda"  # the CUDA computer keeps its own previous frame
         self.prev_gray: np.ndarray | None = None
         self.next_index = self.frames.consumed  # resume where a previous incarnation stopped

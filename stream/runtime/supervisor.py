@@ -105,9 +105,10 @@ def check_sources(specs: list[SourceSpec]) -> None:
         raise SourceError(f"{unreadable[0].target}: not a readable video (no frame could be decoded)")
 
 
-# auto: more than one inference process only for networks this costly per window (ms, timed at start-up).
-# Measured on 2 cores (docs/models.md, capacity): i3d (~25 ms int8) saturates one process at ~40 windows/s,
-# 4 cameras at stride 5; two processes serve 8. late (~3 ms) gains nothing from a second one.
+# A network this costly per window (ms, timed at start-up) gets, with auto, one inference process per core,
+# and its live sources get window phases (flow_stage.window_phase). Measured on 2 cores (docs/models.md,
+# capacity): i3d (~25 ms int8) saturates one process at ~40 windows/s, 4 cameras at stride 5; two processes
+# with phases serve 8. A cheap network (late ~3 ms, convfusion ~3.5 ms) batches aligned windows better.
 AUTO_SPLIT_MS = 8.0
 
 
@@ -135,8 +136,8 @@ class Pipeline:
         self.bundle = loaded.bundle
         self.engine_backend = loaded.backend
         self.engine_choice = loaded.choice
-        self.ms_per_window = 0.0  # one window of every network, timed here only when auto needs it
-        if p.inference_processes == 0 and len(specs) > 1 and (os.cpu_count() or 1) > 1:
+        self.ms_per_window = 0.0  # one window of every network, timed here when there is more than one source
+        if len(specs) > 1:
             self.ms_per_window = time_one_window(loaded.engines)
         self.n_inference = inference_processes(p.inference_processes, sources=len(specs),
                                                ms_per_window=self.ms_per_window, cores=os.cpu_count())
@@ -191,7 +192,7 @@ class Pipeline:
             frame_rings=tuple(self.frame_layouts), flow_rings=tuple(self.flow_layouts), live=live,
             stats_name=self.stats.name, flow_settings=b.flow, flow_length=b.flow_length, pipeline=p,
             in_endpoint=self.ep_flow, out_endpoints=self.ep_infers, doorbell=self.doorbell, device=self.settings.flow,
-            needs_flow=b.needs_flow, span=b.span)
+            needs_flow=b.needs_flow, span=b.span, window_phases=self.ms_per_window >= AUTO_SPLIT_MS)
         self.infer_jobs = [InferenceJob(
             model=str(b.path), engine=self.settings.engine, fusion=self.settings.fusion,
             flow_rings=tuple(self.flow_layouts), live=live, stats_name=self.stats.name, max_batch=p.max_batch,
