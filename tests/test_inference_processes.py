@@ -45,18 +45,24 @@ def _printed(run: PipelineRun) -> list[dict]:
     return out
 
 
-def _fast_run(tmp_path, clip, bundle, n: int) -> list[dict]:
-    d = tmp_path / f"n{n}"
-    d.mkdir()
-    config = write_config(d / "cfg.toml", pipeline={"inference_processes": n})
-    run = PipelineRun(d, [f"a={clip}", f"b={clip}", f"c={clip}"], bundle=bundle, config=config,
-                      extra=["--pace", "fast", "--print", "--json"])
+def _run_printed(d, sources: list[str], bundle, *, pace: str, pipeline: dict | None = None,
+                 timeout: float = 120) -> tuple[str, list[dict]]:
+    """`twostream run --print --json` to its end: (stderr, the printed messages)."""
+    d.mkdir(exist_ok=True)
+    config = write_config(d / "cfg.toml", pipeline=pipeline) if pipeline else None
+    run = PipelineRun(d, sources, bundle=bundle, config=config, extra=["--pace", pace, "--print", "--json", "-v"])
     try:
-        assert run.wait(120) == 0, run.stderr
+        assert run.wait(timeout) == 0, run.stderr
     finally:
         run.close()
-    assert f"{n} inference process(es)" in run.stderr, run.stderr
-    return _printed(run)
+    return run.stderr, _printed(run)
+
+
+def _fast_run(tmp_path, clip, bundle, n: int) -> list[dict]:
+    stderr, printed = _run_printed(tmp_path / f"n{n}", [f"a={clip}", f"b={clip}", f"c={clip}"], bundle, pace="fast",
+                                   pipeline={"inference_processes": n})
+    assert f"{n} inference process(es)" in stderr, stderr
+    return printed
 
 
 def test_two_inference_processes_give_the_windows_and_labels_of_one(tmp_path, shared_data, tiny_bundle):
@@ -113,14 +119,8 @@ def test_auto_splits_a_costly_bundle_over_the_cores(tmp_path, shared_data):
     """The zoo's i3d bundle costs ~25 ms per window (>= 8): auto starts min(cores, sources) processes."""
     bundle = ROOT / "models" / "zoo" / "i3d"
     clip = shared_data / "replay" / "mmaction2_test.avi"
-    run = PipelineRun(tmp_path, [f"a={clip}", f"b={clip}"], bundle=bundle, extra=["--pace", "fast", "--print",
-                                                                                    "--json", "-v"])
-    try:
-        assert run.wait(120) == 0, run.stderr
-    finally:
-        run.close()
-    assert "2 inference process(es)" in run.stderr, run.stderr
-    printed = _printed(run)
+    stderr, printed = _run_printed(tmp_path / "run", [f"a={clip}", f"b={clip}"], bundle, pace="fast")
+    assert "2 inference process(es)" in stderr, stderr
     assert {m["source"] for m in printed if m["event"] == "eos"} == {"a", "b"}
 
 
@@ -132,14 +132,8 @@ def test_live_sources_of_a_costly_bundle_close_their_windows_on_different_frames
     stage at the same instant; a cheap bundle (the tiny one) keeps them aligned, to be batched together."""
     clip = shared_data / "replay" / "mmaction2_test.avi"  # 164 frames at 25 fps
     bundle, span = (ROOT / "models" / "zoo" / "i3d", 7) if costly else (tiny_bundle, 4)  # i3d: T = 8, stride 1
-    config = write_config(tmp_path / "cfg.toml", pipeline={"inference_processes": 1, "live_queue": 1000})
-    run = PipelineRun(tmp_path, [f"a={clip}", f"b={clip}", f"c={clip}"], bundle=bundle, config=config,
-                      extra=["--pace", "realtime", "--print", "--json"])
-    try:
-        assert run.wait(90) == 0, run.stderr
-    finally:
-        run.close()
-    printed = _printed(run)
+    _, printed = _run_printed(tmp_path / "run", [f"a={clip}", f"b={clip}", f"c={clip}"], bundle, pace="realtime",
+                              pipeline={"inference_processes": 1, "live_queue": 1000}, timeout=90)
     for k, source in enumerate(("a", "b", "c")):
         phase = k if costly else 0
         frames = [m["frame"] for m in printed if m["event"] == "prediction" and m["source"] == source]
