@@ -52,7 +52,8 @@ def main() -> None:
     box(ax, 6.4, y, 2.0, h, "flow", ["1 process", "DIS (CPU) or CUDA", "quantised flow",
                                      "latest-frame for live"])
     box(ax, 8.8, y + 0.35, 1.35, 1.2, "flow rings", ["shm, per source"], SHARED)
-    box(ax, 10.55, y, 2.15, h, "inference", ["1 process (1 per core", "if costly), batches", "of its sources", "engines + fusion"])
+    box(ax, 10.55, y, 2.15, h, "inference",
+        ["1 process (1 per core", "if costly), batches", "of its sources", "engines + fusion"])
     box(ax, 13.1, y, 1.8, h, "clients", ["Subscriber", "subscribe, view", "eval-stream"], OUTSIDE)
 
     arrow(ax, (1.85, y + h / 2), (2.25, y + h / 2))
