@@ -11,6 +11,14 @@
 #                                          on the held-out actors' clean + handheld streams, every fold
 #   results/families/streams.sh report     per-fold and pooled JSONs (train/families/streams_report.py)
 #
+# i3d recipe variants (runs/families/<TAG>_val<v> from runs/families/fold.sh i3d TAG V ..., e.g. i3ds2 =
+# --clip-stride 2, i3de8 = --epochs 8):
+#   results/families/streams.sh export-i3d TAG...   int8 fold bundles of those runs (calibrated on the fold's
+#                                          training videos only) + family eval of them; the fp32 evals of
+#                                          fold.sh (runs/families/eval/<TAG>_val<v>.json) copied next to them
+#   results/families/streams.sh streams TAG_int8    as above (any bundle kind $B/<kind>_val<v>[_int8])
+#   results/families/streams.sh report-kinds OUT.json KIND...   per-fold and pooled JSONs of those kinds only
+#
 # Every heavy command runs at idle CPU priority (shared 2-core machine); ONNX Runtime 1 thread
 # (config.toml [engine] threads = 1; family eval --threads 1).
 set -u
@@ -62,6 +70,18 @@ export_int8() {
   done
 }
 
+export_i3d() {  # export_i3d TAG: int8 export + eval of the fold runs runs/families/<TAG>_val<v> (i3d family)
+  local tag=$1
+  for v in $FOLDS; do
+    f=val${v/,/}
+    [ -f runs/families/${tag}_$f/last.pt ] || { echo "no run runs/families/${tag}_$f" >&2; continue; }
+    [ -f $EV/${tag}_$f.json ] || { [ -f runs/families/eval/${tag}_$f.json ] && cp runs/families/eval/${tag}_$f.json $EV/; }
+    [ -f $B/${tag}_${f}_int8/bundle.toml ] || $IDLE $T family export runs/families/${tag}_$f $B/${tag}_${f}_int8 \
+        --quantize int8 >> $LOG/export.log 2>&1
+    feval ${tag}_${f}_int8 $v
+  done
+}
+
 streams() {  # streams KIND: KIND = late, late_int8, convfusion_int8, ... (bundle $B/<family>_val<v><suffix>)
   local kind=$1 fam=${1%_int8} q=""
   [ "$kind" != "$fam" ] && q=_int8
@@ -80,5 +100,8 @@ case "${1:-}" in
   export) devstreams; export_int8 ;;
   streams) devstreams; shift; for k in "$@"; do streams "$k"; done ;;
   report) .venv/bin/python -m train.families.streams_report $OUT $EV results/families/weizmann4_streams.json ;;
-  *) echo "usage: $0 export | streams KIND... | report" >&2; exit 2 ;;
+  export-i3d) shift; for t in "$@"; do export_i3d "$t"; done ;;
+  report-kinds) shift; .venv/bin/python -m train.families.streams_report $OUT $EV "$@" ;;
+  *) echo "usage: $0 export | streams KIND... | report | export-i3d TAG... | report-kinds OUT.json KIND..." >&2
+     exit 2 ;;
 esac

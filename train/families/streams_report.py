@@ -10,9 +10,10 @@ Every stream is re-scored from the windows its report holds with the runtime's o
 pooled over the four folds (each held-out actor in exactly one fold). Each network's own label per
 window (the `streams` field) is scored like the window accuracy.
 
-    python -m train.families.streams_report RAW EVAL OUT.json
+    python -m train.families.streams_report RAW EVAL OUT.json [KIND...]
 
-writes EVAL/streams/<bundle>.json per fold and OUT.json (pooled per family and precision).
+writes EVAL/streams/<bundle>.json per fold and OUT.json (pooled per family and precision); with KINDs
+(e.g. i3d_int8 i3ds2_int8) only those bundle kinds of RAW, otherwise every report in RAW.
 """
 from __future__ import annotations
 
@@ -107,6 +108,8 @@ def main(argv: list[str]) -> int:
     (evals / "streams").mkdir(parents=True, exist_ok=True)
     names = sorted({p.stem.rsplit("_val", 1)[0] + ("_int8" if p.stem.endswith("_int8") else "")
                     for p in raw.glob("*.json")})
+    if argv[3:]:
+        names = [n for n in names if n in argv[3:]]
     pooled = {}
     for name in names:
         fam, q = (name[:-5], "_int8") if name.endswith("_int8") else (name, "")
