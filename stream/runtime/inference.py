@@ -41,6 +41,7 @@ class InferenceJob:
     in_endpoint: str  # PULL, bound here
     out_endpoint: str  # PUSH to the supervisor
     max_batch_ms: float = 0.0  # [pipeline] max_batch_ms: cap batches by the networks' timed cost (0: off)
+    ms_per_window: float = 0.0  # that cost, when the supervisor has timed it already (0: time it here)
 
 
 def batch_limit(ms_per_window: float, *, max_batch: int, max_batch_ms: float) -> int:
@@ -106,7 +107,7 @@ def inference_main(job: InferenceJob, stop, link: StageLink | None = None) -> No
                 pass
         limit = job.max_batch
         if job.max_batch_ms > 0:
-            cost = time_one_window(loaded.engines)
+            cost = job.ms_per_window or time_one_window(loaded.engines)
             limit = batch_limit(cost, max_batch=job.max_batch, max_batch_ms=job.max_batch_ms)
             log.debug("inference: %.1f ms per window; batches of at most %d windows ([pipeline] max_batch_ms = %g)",
                       cost, limit, job.max_batch_ms)

@@ -196,7 +196,8 @@ class Pipeline:
         self.infer_jobs = [InferenceJob(
             model=str(b.path), engine=self.settings.engine, fusion=self.settings.fusion,
             flow_rings=tuple(self.flow_layouts), live=live, stats_name=self.stats.name, max_batch=p.max_batch,
-            in_endpoint=endpoint, out_endpoint=self.ep_result, max_batch_ms=p.max_batch_ms)
+            in_endpoint=endpoint, out_endpoint=self.ep_result, max_batch_ms=p.max_batch_ms,
+            ms_per_window=self.ms_per_window)
             for endpoint in self.ep_infers]
         self.capture_jobs = [
             CaptureJob(spec=spec, source=i, ring=self.frame_layouts[i], stats_name=self.stats.name,
