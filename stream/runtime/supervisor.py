@@ -108,7 +108,8 @@ def check_sources(specs: list[SourceSpec]) -> None:
 # A network this costly per window (ms, timed at start-up) gets, with auto, one inference process per core,
 # and its live sources get window phases (flow_stage.window_phase). Measured on 2 cores (docs/models.md,
 # capacity): i3d (~25 ms int8) saturates one process at ~40 windows/s, 4 cameras at stride 5; two processes
-# with phases serve 8. A cheap network (late ~3 ms, convfusion ~3.5 ms) batches aligned windows better.
+# with phases serve 8. A cheap network (late ~3 ms, convfusion ~3.5 ms) keeps one process, which already
+# batches the aligned windows of 28-36 cameras (phases measured worse for it; two processes not measured).
 AUTO_SPLIT_MS = 8.0
 
 
