@@ -140,8 +140,10 @@ class Pipeline:
         self.ms_per_window = 0.0  # one window of every network, timed here when there is more than one source
         if len(specs) > 1:
             self.ms_per_window = time_one_window(loaded.engines)
+        # the cores this process may run on (a container's CPU set), not the host's count
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         self.n_inference = inference_processes(p.inference_processes, sources=len(specs),
-                                               ms_per_window=self.ms_per_window, cores=os.cpu_count())
+                                               ms_per_window=self.ms_per_window, cores=cores)
         del loaded
         # fail now, with the reason, rather than in the flow process (a bundle without flow_stack computes no flow)
         if settings.flow.device == "cuda" and self.bundle.needs_flow:
