@@ -36,6 +36,7 @@ def fuse(out: Path, specs: list[tuple[Path, str, float]], family: str) -> Path:
     from engines.bundle import read_bundle, write_bundle_toml
     from engines.loader import open_bundle
     from stream.core.errors import BundleError
+    from train.cmd_train import git_commit
 
     if len(specs) < 2:
         raise BundleError("give at least two --net")
@@ -45,7 +46,7 @@ def fuse(out: Path, specs: list[tuple[Path, str, float]], family: str) -> Path:
         if (b.labels, b.input_size, b.mean, b.std) != (first.labels, first.input_size, first.mean, first.std):
             raise BundleError(f"{b.path}: labels / input size / mean / std differ from {first.path}")
     out.mkdir(parents=True, exist_ok=True)
-    networks, weights, flow, flow_length, sources = [], {}, None, 0, []
+    networks, weights, flow, flow_length, sources, commits = [], {}, None, 0, [], {}
     for b, name, w in parts:
         net = b.network(name)
         if name in weights:
@@ -66,10 +67,14 @@ def fuse(out: Path, specs: list[tuple[Path, str, float]], family: str) -> Path:
         sources.append({"bundle": str(b.path), "network": name, "weight": float(w),
                         "provenance": {k: str(v) for k, v in b.provenance.items()
                                        if k in ("split", "export_command", "train_command", "temporal_command")}})
+        # the commits that trained and exported each network, flat so that tests/test_bundle_provenance.py
+        # checks them like any bundle's (a shipped bundle names clean commits)
+        commits.update({f"{name}_{k}": str(v) for k, v in b.provenance.items() if k.endswith("commit")})
     (out / "labels.txt").write_text("".join(f"{c}\n" for c in first.labels), encoding="utf-8")
     write_bundle_toml(out, input_size=first.input_size, mean=first.mean, std=first.std, flow=flow,
                       flow_length=flow_length, arch=" + ".join(f"{b.arch}: {n}" for b, n, _ in parts),
-                      provenance={"command": " ".join(["python", *sys.argv]), "late_fused_from": json.dumps(sources)},
+                      provenance={"command": " ".join(["python", *sys.argv]), "fuse_git_commit": git_commit(ROOT),
+                                  **commits, "late_fused_from": json.dumps(sources)},
                       networks=networks, family=family, fusion={"method": "late", "weights": weights})
     open_bundle(out)  # the runtime's own validation
     return out
