@@ -312,6 +312,33 @@ def test_int8_exports_calibrate_on_training_videos_only(extraction, spatial_run,
     assert doc["provenance"]["calibration"].startswith("4 training videos")
 
 
+def test_hidden_int8_keeps_motionnet_and_the_first_temporal_layers_fp32(extraction, spatial_run, tmp_path):
+    """hidden's int8 graph quantizes the temporal Lite0 from block 2 on; MotionNet and the layers that read its
+    flow stay fp32 (all-int8 top-1 agreement measured 0.44 on the zoo checkpoint)."""
+    import onnx
+
+    run, bundle = tmp_path / "run", tmp_path / "bundle"
+    assert cli(["family", "train", "hidden", str(extraction), "--out", str(run), "--epochs", "1", "--max-steps", "1",
+                "--batch-size", "2", "--motion-width", "4", "--motion-epochs", "0", *SPLIT]) == 0
+    assert cli(["family", "export", str(run), str(bundle), "--spatial", str(spatial_run), "--windows", "4",
+                "--quantize", "int8", "--min-agreement", "0"]) == 0
+    graph = onnx.load(str(bundle / "hidden.onnx")).graph
+    made_by = {o: n.op_type for n in graph.node for o in n.output}
+
+    def weights_quantized(part: str) -> set[bool]:
+        convs = [n for n in graph.node if n.op_type == "Conv"
+                 and any(p.key == "namespace" and part in p.value for p in n.metadata_props)]
+        assert convs, part
+        return {made_by.get(n.input[1]) == "DequantizeLinear" for n in convs}
+
+    assert weights_quantized("HiddenTemporal/motion: ") == {False}
+    assert weights_quantized("/temporal._blocks.0: ") == {False}
+    assert weights_quantized("/temporal._blocks.5: ") == {True}
+    report = json.loads(tomllib.loads((bundle / "bundle.toml").read_text())["provenance"]["networks"])
+    hidden = next(r for r in report if r["name"] == "hidden")
+    assert hidden["precision"] == "int8" and hidden["int8_from"] == "temporal._blocks.2"
+
+
 def test_streams_report_pools_clean_and_handheld_streams_with_the_runtime_metrics(tmp_path):
     from train.families.streams_report import score, summary
 

@@ -239,7 +239,8 @@ def _export(args) -> int:
     check = real_windows(meta["extracted"], index, kinds, params, args.windows, cfg["mean"], cfg["std"],
                          rels=train_rels)
     reports = [export_network(model, out, family.onnx_name, kinds, size, params, check, check, quantize=args.quantize,
-                              tolerance=args.tolerance, min_agreement=args.min_agreement)]
+                              tolerance=args.tolerance, min_agreement=args.min_agreement,
+                              int8_from=family.int8_from)]
     networks = [network_entry(family.onnx_name, kinds, params)]
     fusion = {"method": "single", "network": family.onnx_name}
     if meta["family"] == "hidden":

@@ -141,8 +141,28 @@ class _Reader:
         self.pos = 0
 
 
-def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: dict[str, np.ndarray]) -> Path:
-    """Static QDQ int8 of a multi-input graph (train.quantize's settings), calibrated on real windows."""
+def nodes_before(onnx_path: str | Path, submodule: str) -> list[str]:
+    """Names of the nodes (in the graph's topological order) before the first one that torch's exporter
+    attributed to `submodule` (its `namespace` metadata reads ".../<submodule>: pkg.Class/..."); [] for "".
+    ExportError when no node belongs to `submodule`."""
+    import onnx
+
+    if not submodule:
+        return []
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    tag = f"/{submodule}: "
+    names = []
+    for node in model.graph.node:
+        if any(p.key == "namespace" and tag in p.value for p in node.metadata_props):
+            return names
+        names.append(node.name)
+    raise ExportError(f"{onnx_path}: no node of submodule {submodule!r}")
+
+
+def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: dict[str, np.ndarray], *,
+                  keep_fp32: list[str] | tuple[str, ...] = ()) -> Path:
+    """Static QDQ int8 of a multi-input graph (train.quantize's settings), calibrated on real windows;
+    the nodes named in `keep_fp32` stay fp32."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -152,7 +172,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: dict
         target = Path(tmp) / "q.onnx"
         quantize_static(str(pre), str(target), _Reader(calibration), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                        calibrate_method=CalibrationMethod.MinMax,
+                        calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(keep_fp32),
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         shutil.move(str(target), out_path)
     return Path(out_path)
@@ -160,15 +180,19 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: dict
 
 def export_network(model: nn.Module, out_dir: Path, name: str, kinds, size: int, params: dict,
                    check: dict[str, np.ndarray], calibration: dict[str, np.ndarray] | None, *, quantize: str = "none",
-                   tolerance: float = 1e-3, min_agreement: float = 0.9) -> dict:
-    """Export one network to out_dir/<name>.onnx (int8 when asked and good enough); returns its report."""
+                   tolerance: float = 1e-3, min_agreement: float = 0.9, int8_from: str = "") -> dict:
+    """Export one network to out_dir/<name>.onnx (int8 when asked and good enough; with `int8_from`, the
+    nodes before that submodule stay fp32 in it); returns its report."""
     file = out_dir / f"{name}.onnx"
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_graph(model, Path(tmp) / "fp32.onnx", kinds, input_shapes(kinds, size, params))
         report = {"name": name, "inputs": list(kinds), "parity_max_abs": parity(model, fp32, check, kinds, tolerance),
                   "parity_windows": int(len(check[kinds[0]])), "precision": "fp32"}
         if quantize == "int8":
-            q = quantize_int8(fp32, Path(tmp) / "int8.onnx", calibration or check)
+            keep = nodes_before(fp32, int8_from)
+            q = quantize_int8(fp32, Path(tmp) / "int8.onnx", calibration or check, keep_fp32=keep)
+            if keep:
+                report.update(int8_from=int8_from, int8_fp32_nodes=len(keep))
             ref = run_onnx(ort_session(fp32), check)
             got = run_onnx(ort_session(q), check)
             agreement = float(np.mean(ref.argmax(1) == got.argmax(1)))
