@@ -18,6 +18,11 @@
 #                                          fold.sh (runs/families/eval/<TAG>_val<v>.json) copied next to them
 #   results/families/streams.sh streams TAG_int8    as above (any bundle kind $B/<kind>_val<v>[_int8])
 #   results/families/streams.sh report-kinds OUT.json KIND...   per-fold and pooled JSONs of those kinds only
+#   results/families/streams.sh export-i3dflow TAG...  i3d_flow fold bundles from an i3d recipe's int8 fold bundles
+#                                          (<TAG>flow_val<v>_int8 = <TAG>_val<v>_int8's i3d + late_val<v>_int8's
+#                                          temporal, late 1 : 1.5) + family eval; streams kind <TAG>flow_int8
+# hidden recipe variants (runs/families/<TAG>_val<v> from runs/families/fold.sh hidden TAG V ...):
+#   results/families/streams.sh export-hidden TAG...   int8 fold bundles (spatial: the fold's late spatial)
 #
 # Every heavy command runs at idle CPU priority (shared 2-core machine); ONNX Runtime 1 thread
 # (config.toml [engine] threads = 1; family eval --threads 1).
@@ -82,6 +87,30 @@ export_i3d() {  # export_i3d TAG: int8 export + eval of the fold runs runs/famil
   done
 }
 
+export_i3dflow() {  # export_i3dflow TAG: the fold's <TAG> i3d (int8 bundle) + the fold's late temporal (int8)
+  local tag=$1
+  for v in $FOLDS; do
+    f=val${v/,/}
+    [ -f $B/${tag}_${f}_int8/bundle.toml ] || { echo "no bundle $B/${tag}_${f}_int8" >&2; continue; }
+    [ -f $B/${tag}flow_${f}_int8/bundle.toml ] || $IDLE .venv/bin/python scripts/late_fuse_bundles.py \
+        $B/${tag}flow_${f}_int8 --family i3d_flow --net $B/${tag}_${f}_int8:i3d:1.0 \
+        --net $B/late_${f}_int8:temporal:1.5 >> $LOG/export.log 2>&1
+    feval ${tag}flow_${f}_int8 $v
+  done
+}
+
+export_hidden() {  # export_hidden TAG: int8 export + eval of the hidden fold runs runs/families/<TAG>_val<v>
+  local tag=$1
+  for v in $FOLDS; do
+    f=val${v/,/}
+    [ -f runs/families/${tag}_$f/last.pt ] || { echo "no run runs/families/${tag}_$f" >&2; continue; }
+    [ -f $EV/${tag}_$f.json ] || { [ -f runs/families/eval/${tag}_$f.json ] && cp runs/families/eval/${tag}_$f.json $EV/; }
+    [ -f $B/${tag}_${f}_int8/bundle.toml ] || $IDLE $T family export runs/families/${tag}_$f $B/${tag}_${f}_int8 \
+        --spatial runs/families/late/$f/spatial/last.pt --quantize int8 >> $LOG/export.log 2>&1
+    feval ${tag}_${f}_int8 $v
+  done
+}
+
 streams() {  # streams KIND: KIND = late, late_int8, convfusion_int8, ... (bundle $B/<family>_val<v><suffix>)
   local kind=$1 fam=${1%_int8} q=""
   [ "$kind" != "$fam" ] && q=_int8
@@ -101,7 +130,10 @@ case "${1:-}" in
   streams) devstreams; shift; for k in "$@"; do streams "$k"; done ;;
   report) .venv/bin/python -m train.families.streams_report $OUT $EV results/families/weizmann4_streams.json ;;
   export-i3d) shift; for t in "$@"; do export_i3d "$t"; done ;;
+  export-i3dflow) shift; devstreams; for t in "$@"; do export_i3dflow "$t"; done ;;
+  export-hidden) shift; devstreams; for t in "$@"; do export_hidden "$t"; done ;;
   report-kinds) shift; .venv/bin/python -m train.families.streams_report $OUT $EV "$@" ;;
-  *) echo "usage: $0 export | streams KIND... | report | export-i3d TAG... | report-kinds OUT.json KIND..." >&2
+  *) echo "usage: $0 export | streams KIND... | report | export-i3d TAG... | export-i3dflow TAG... |" \
+          "export-hidden TAG... | report-kinds OUT.json KIND..." >&2
      exit 2 ;;
 esac

@@ -93,7 +93,8 @@ def evaluate(bundle: str | Path, extracted: str | Path, index: dict, rels: list[
             window_correct[k] += int((p.argmax(axis=1) == y).sum())
         window_correct["fused"] += int((fused_windows.argmax(axis=1) == y).sum())
         window_count += len(ends)
-        row = {"video": rel, "label": b["labels"][y], "fused": b["labels"][int(np.argmax(fused))]}
+        row = {"video": rel, "label": b["labels"][y], "fused": b["labels"][int(np.argmax(fused))],
+               "fused_windows": [int(i) for i in fused_windows.argmax(axis=1)]}  # label index per window
         for k, p in probs.items():
             correct[k] += int(np.argmax(p) == y)
             row[k] = b["labels"][int(np.argmax(p))]
