@@ -3,7 +3,9 @@
 Files replay at their own fps (`realtime`, like a camera) or as fast as the pipeline
 takes them (`fast`: waits for ring space, never drops). Live sources never wait: the
 ring overwrites its oldest slot and the flow stage counts what it missed. A live
-source that fails to open, errors or stalls is re-opened with exponential backoff.
+source that fails to open, errors or stalls is re-opened with exponential backoff; its
+open runs in a helper thread waited for at most open_timeout + OPEN_MARGIN, so an open
+that FFmpeg's own timer does not interrupt counts as a failed attempt instead of a hang.
 """
 from __future__ import annotations
 
@@ -30,6 +32,10 @@ log = logging.getLogger("twostream")
 
 
 CAPTURE_NICENESS = 4  # relative to the supervisor; flow and inference stay at its priority
+# A URL's open may take this long past open_timeout before it is abandoned. FFmpeg's interrupt ended every
+# local RTSP/HTTP open that stalled (before DESCRIBE, SETUP or PLAY, or after PLAY with no RTP) 10-25 ms
+# after open_timeout; what it cannot interrupt (getaddrinfo on a dead DNS server) can block for 30 s.
+OPEN_MARGIN = 1.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,48 @@ def open_capture(spec: SourceSpec, *, open_timeout: float, read_timeout: float) 
     # (a thread per core, frame threading) costs ~25% more CPU per 320x240 frame here (twostream bench).
     params += [cv2.CAP_PROP_N_THREADS, 1]
     return cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
+
+
+class _Opener:
+    """open_capture() of a URL in a helper thread, waited for at most open_timeout + OPEN_MARGIN.
+
+    An open that has not returned by then is abandoned: its thread releases the capture if the open
+    ever returns. At most one open is in flight: while an abandoned one is still blocked, no new one
+    starts (each attempt fails at once), so a source whose opens never return costs one thread, not
+    one per attempt.
+    """
+
+    def __init__(self, spec: SourceSpec, settings: CaptureSettings):
+        self._spec, self._settings = spec, settings
+        self._lock = threading.Lock()
+        self._pending: dict | None = None  # the abandoned open still blocked, if any
+
+    def open(self) -> tuple[cv2.VideoCapture | None, str]:
+        """(capture, "") once open_capture() returned (opened or not), or (None, why) when it did not in time."""
+        with self._lock:
+            if self._pending is not None:
+                return None, "open still blocked"
+            job: dict = {"cap": None, "abandoned": False, "done": threading.Event()}
+        threading.Thread(target=self._run, args=(job,), daemon=True, name="capture-open").start()
+        if job["done"].wait(self._settings.open_timeout + OPEN_MARGIN):
+            return job["cap"], ""
+        with self._lock:
+            if job["done"].is_set():  # returned just now
+                return job["cap"], ""
+            job["abandoned"] = True
+            self._pending = job
+        return None, "open timed out"
+
+    def _run(self, job: dict) -> None:
+        cap = open_capture(self._spec, open_timeout=self._settings.open_timeout,
+                           read_timeout=self._settings.read_timeout)
+        with self._lock:
+            job["cap"] = cap
+            job["done"].set()
+            if not job["abandoned"]:
+                return
+            self._pending = None
+        cap.release()  # nobody waits for it any more: free its sockets and decoder now
 
 
 class _Reader:
@@ -160,11 +208,17 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, bell:
     backoff = job.capture.reconnect_initial
     outage_started: float | None = None
     last_error = ""
+    opener = _Opener(spec, job.capture) if spec.kind == "url" else None  # files and webcams open inline
     while not stop.is_set():
-        cap = open_capture(spec, open_timeout=job.capture.open_timeout, read_timeout=job.capture.read_timeout)
-        if not cap.isOpened():
-            cap.release()
-            last_error = f"{spec.display}: cannot open"
+        why = ""
+        if opener is not None:
+            cap, why = opener.open()
+        else:
+            cap = open_capture(spec, open_timeout=job.capture.open_timeout, read_timeout=job.capture.read_timeout)
+        if cap is None or not cap.isOpened():
+            if cap is not None:
+                cap.release()
+            last_error = f"{spec.display}: cannot open" + (f" ({why})" if why else "")
             stats.set_error(job.source, "cannot open")
             if not spec.live:
                 return frames, f"{spec.display}: cannot be opened as a video"
@@ -254,12 +308,16 @@ def _capture_loop(job: CaptureJob, stop, ring: ShmRing, stats: StatsBoard, bell:
             if ended_cleanly:
                 return frames, _check_complete(spec, declared, frames)
             return frames, ""
-        # live source failed or stalled: reconnect; the outage began with the last frame that arrived
+        # live source failed or stalled: reconnect; the outage began with the last frame that ever arrived,
+        # also when this session delivered none (a reconnect that opened, then failed before its first frame)
         if not stop.is_set():
             log.warning("%s; reconnecting", last_error)
         stats.set_state(job.source, "reconnecting")
         last = stats.get(job.source, "t_last_frame")
-        outage_started = last if frames > first and last > 0 else time.time()
+        if frames > 0 and last > 0:
+            outage_started = last
+        else:
+            outage_started = outage_started or time.time()
         if stop.wait(backoff):
             break
         backoff = min(backoff * 2, job.capture.reconnect_max)
