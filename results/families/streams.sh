@@ -75,14 +75,14 @@ export_int8() {
   done
 }
 
-export_i3d() {  # export_i3d TAG: int8 export + eval of the fold runs runs/families/<TAG>_val<v> (i3d family)
-  local tag=$1
+export_runs() {  # export_runs TAG [EXPORT ARGS]: int8 export + eval of the fold runs runs/families/<TAG>_val<v>
+  local tag=$1; shift
   for v in $FOLDS; do
     f=val${v/,/}
     [ -f runs/families/${tag}_$f/last.pt ] || { echo "no run runs/families/${tag}_$f" >&2; continue; }
     [ -f $EV/${tag}_$f.json ] || { [ -f runs/families/eval/${tag}_$f.json ] && cp runs/families/eval/${tag}_$f.json $EV/; }
     [ -f $B/${tag}_${f}_int8/bundle.toml ] || $IDLE $T family export runs/families/${tag}_$f $B/${tag}_${f}_int8 \
-        --quantize int8 >> $LOG/export.log 2>&1
+        "${@//FOLD/$f}" --quantize int8 >> $LOG/export.log 2>&1
     feval ${tag}_${f}_int8 $v
   done
 }
@@ -96,18 +96,6 @@ export_i3dflow() {  # export_i3dflow TAG: the fold's <TAG> i3d (int8 bundle) + t
         $B/${tag}flow_${f}_int8 --family i3d_flow --net $B/${tag}_${f}_int8:i3d:1.0 \
         --net $B/late_${f}_int8:temporal:1.5 >> $LOG/export.log 2>&1
     feval ${tag}flow_${f}_int8 $v
-  done
-}
-
-export_hidden() {  # export_hidden TAG: int8 export + eval of the hidden fold runs runs/families/<TAG>_val<v>
-  local tag=$1
-  for v in $FOLDS; do
-    f=val${v/,/}
-    [ -f runs/families/${tag}_$f/last.pt ] || { echo "no run runs/families/${tag}_$f" >&2; continue; }
-    [ -f $EV/${tag}_$f.json ] || { [ -f runs/families/eval/${tag}_$f.json ] && cp runs/families/eval/${tag}_$f.json $EV/; }
-    [ -f $B/${tag}_${f}_int8/bundle.toml ] || $IDLE $T family export runs/families/${tag}_$f $B/${tag}_${f}_int8 \
-        --spatial runs/families/late/$f/spatial/last.pt --quantize int8 >> $LOG/export.log 2>&1
-    feval ${tag}_${f}_int8 $v
   done
 }
 
@@ -129,9 +117,10 @@ case "${1:-}" in
   export) devstreams; export_int8 ;;
   streams) devstreams; shift; for k in "$@"; do streams "$k"; done ;;
   report) .venv/bin/python -m train.families.streams_report $OUT $EV results/families/weizmann4_streams.json ;;
-  export-i3d) shift; for t in "$@"; do export_i3d "$t"; done ;;
+  export-i3d) shift; for t in "$@"; do export_runs "$t"; done ;;
   export-i3dflow) shift; devstreams; for t in "$@"; do export_i3dflow "$t"; done ;;
-  export-hidden) shift; devstreams; for t in "$@"; do export_hidden "$t"; done ;;
+  export-hidden) shift; devstreams
+    for t in "$@"; do export_runs "$t" --spatial runs/families/late/FOLD/spatial/last.pt; done ;;
   report-kinds) shift; .venv/bin/python -m train.families.streams_report $OUT $EV "$@" ;;
   *) echo "usage: $0 export | streams KIND... | report | export-i3d TAG... | export-i3dflow TAG... |" \
           "export-hidden TAG... | report-kinds OUT.json KIND..." >&2
