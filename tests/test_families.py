@@ -248,6 +248,17 @@ def test_hidden_export_without_spatial_is_a_clear_error(extraction, tmp_path, ca
     assert err[-1].startswith("twostream family: error:") and "--spatial" in err[-1]
 
 
+def test_export_parity_failure_is_one_line_naming_the_network(extraction, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli(["family", "train", "i3d", str(extraction), "--out", str(run), "--epochs", "1", "--max-steps", "1",
+                "--batch-size", "2", "--clip-length", "4", *SPLIT]) == 0
+    assert cli(["family", "export", str(run), str(tmp_path / "b"), "--windows", "2", "--tolerance", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("twostream family: error: i3d: ONNX Runtime differs from torch by")
+    assert "--tolerance 0" in err[0]
+    assert not (tmp_path / "b" / "i3d.onnx").exists()
+
+
 def test_training_windows_equal_the_runtime_inputs(extraction):
     """train.families.data builds every kind exactly as stream.core.inputs (the runtime's builder) does."""
     from stream.core.inputs import InputSpec, build_inputs, gather_windows, window_needs

@@ -12,13 +12,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from stream.core.errors import TwostreamError
+
 OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 
 
-class ExportError(RuntimeError):
-    pass
+class ExportError(TwostreamError, RuntimeError):
+    """An export that must not be written (the CLI prints it as one line: twostream <command>: error: ...)."""
 
 
 def export_onnx(model: nn.Module, path: str | Path, input_shape: tuple[int, int, int]) -> Path:

@@ -65,13 +65,14 @@ def torch_logits(model: nn.Module, inputs: dict[str, np.ndarray], kinds, batch: 
     return np.concatenate(outs)
 
 
-def parity(model: nn.Module, path: Path, inputs: dict[str, np.ndarray], kinds, tolerance: float) -> float:
-    """Max |ORT - torch| logit difference on real inputs; ExportError above tolerance."""
+def parity(model: nn.Module, path: Path, inputs: dict[str, np.ndarray], kinds, tolerance: float, name: str = "") -> float:
+    """Max |ORT - torch| logit difference on real inputs; ExportError (naming network `name`) above tolerance."""
     expected = torch_logits(model.eval(), inputs, kinds)
     got = run_onnx(ort_session(path), inputs)
     diff = float(np.max(np.abs(expected - got)))
     if not np.isfinite(diff) or diff > tolerance:
-        raise ExportError(f"{path}: ONNX Runtime differs from torch by {diff:.3g} (tolerance {tolerance:g})")
+        raise ExportError(f"{name or path}: ONNX Runtime differs from torch by {diff:.3g} in the logits on "
+                          f"{len(expected)} real windows (--tolerance {tolerance:g})")
     return diff
 
 
@@ -186,7 +187,7 @@ def export_network(model: nn.Module, out_dir: Path, name: str, kinds, size: int,
     file = out_dir / f"{name}.onnx"
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_graph(model, Path(tmp) / "fp32.onnx", kinds, input_shapes(kinds, size, params))
-        report = {"name": name, "inputs": list(kinds), "parity_max_abs": parity(model, fp32, check, kinds, tolerance),
+        report = {"name": name, "inputs": list(kinds), "parity_max_abs": parity(model, fp32, check, kinds, tolerance, name),
                   "parity_windows": int(len(check[kinds[0]])), "precision": "fp32"}
         if quantize == "int8":
             keep = nodes_before(fp32, int8_from)
