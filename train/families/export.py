@@ -65,7 +65,8 @@ def torch_logits(model: nn.Module, inputs: dict[str, np.ndarray], kinds, batch: 
     return np.concatenate(outs)
 
 
-def parity(model: nn.Module, path: Path, inputs: dict[str, np.ndarray], kinds, tolerance: float, name: str = "") -> float:
+def parity(model: nn.Module, path: Path, inputs: dict[str, np.ndarray], kinds, tolerance: float,
+           name: str = "") -> float:
     """Max |ORT - torch| logit difference on real inputs; ExportError (naming network `name`) above tolerance."""
     expected = torch_logits(model.eval(), inputs, kinds)
     got = run_onnx(ort_session(path), inputs)
@@ -187,7 +188,8 @@ def export_network(model: nn.Module, out_dir: Path, name: str, kinds, size: int,
     file = out_dir / f"{name}.onnx"
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_graph(model, Path(tmp) / "fp32.onnx", kinds, input_shapes(kinds, size, params))
-        report = {"name": name, "inputs": list(kinds), "parity_max_abs": parity(model, fp32, check, kinds, tolerance, name),
+        report = {"name": name, "inputs": list(kinds),
+                  "parity_max_abs": parity(model, fp32, check, kinds, tolerance, name),
                   "parity_windows": int(len(check[kinds[0]])), "precision": "fp32"}
         if quantize == "int8":
             keep = nodes_before(fp32, int8_from)
