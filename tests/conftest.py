@@ -106,3 +106,21 @@ def resolve(doc: dict, path: str):
     for part in path.split("/"):
         node = node[part]
     return node
+
+
+@pytest.fixture
+def capture_parts(tmp_path):
+    """A capture loop's shared parts, in this process: frame ring (8 slots of 32x32 RGB), stats board, doorbell."""
+    from stream.runtime.doorbell import Doorbell, create_doorbell
+    from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
+
+    layout = RingLayout(ShmRing.new_name("tstest"), 8, (("frame_rgb", (32, 32, 3)),))
+    ring = ShmRing(layout, create=True)
+    stats = StatsBoard(ShmRing.new_name("tstest"), 1, create=True)
+    bell = Doorbell(create_doorbell(str(tmp_path / "bell")))
+    yield layout, ring, stats, bell
+    bell.close()
+    ring.close()
+    ring.unlink()
+    stats.close()
+    stats.unlink()

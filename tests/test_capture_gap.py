@@ -21,8 +21,7 @@ from rtsp_fixtures import *  # noqa: F403
 
 from stream.core.config import CaptureSettings
 from stream.runtime.capture import CaptureJob, _capture_loop
-from stream.runtime.doorbell import Doorbell, create_doorbell
-from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
+from stream.runtime.shm import StatsBoard
 from stream.runtime.sources import parse_source
 from stream.runtime.stage import SharedFlag
 
@@ -97,20 +96,6 @@ class NoRtpServer:
         self.listener.close()
         for c in self._conns:
             c.close()
-
-
-@pytest.fixture
-def capture_parts(tmp_path):
-    layout = RingLayout(ShmRing.new_name("tstest"), 8, (("frame_rgb", (32, 32, 3)),))
-    ring = ShmRing(layout, create=True)
-    stats = StatsBoard(ShmRing.new_name("tstest"), 1, create=True)
-    bell = Doorbell(create_doorbell(str(tmp_path / "bell")))
-    yield layout, ring, stats, bell
-    bell.close()
-    ring.close()
-    ring.unlink()
-    stats.close()
-    stats.unlink()
 
 
 def _wait(predicate, timeout: float, what: str, stats: StatsBoard) -> float:

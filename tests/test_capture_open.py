@@ -20,8 +20,6 @@ import pytest
 from stream.core.config import CaptureSettings
 from stream.runtime import capture
 from stream.runtime.capture import OPEN_MARGIN, CaptureJob, _capture_loop
-from stream.runtime.doorbell import Doorbell, create_doorbell
-from stream.runtime.shm import RingLayout, ShmRing, StatsBoard
 from stream.runtime.sources import parse_source
 from stream.runtime.stage import SharedFlag
 
@@ -48,20 +46,6 @@ def never_answers():
     listener.close()
     for c in held:
         c.close()
-
-
-@pytest.fixture
-def capture_parts(tmp_path):
-    layout = RingLayout(ShmRing.new_name("tstest"), 8, (("frame_rgb", (32, 32, 3)),))
-    ring = ShmRing(layout, create=True)
-    stats = StatsBoard(ShmRing.new_name("tstest"), 1, create=True)
-    bell = Doorbell(create_doorbell(str(tmp_path / "bell")))
-    yield layout, ring, stats, bell
-    bell.close()
-    ring.close()
-    ring.unlink()
-    stats.close()
-    stats.unlink()
 
 
 def test_open_that_never_returns_is_a_failed_attempt(monkeypatch, never_answers, capture_parts):
