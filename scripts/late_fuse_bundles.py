@@ -86,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--net", type=_spec, action="append", required=True, help="BUNDLE:NETWORK:WEIGHT (repeat)")
     p.add_argument("--family", default="fused", help="model.family of the new bundle")
     args = p.parse_args(argv)
-    fuse(args.out, args.net, args.family)
+    from stream.core.errors import TwostreamError
+
+    try:
+        fuse(args.out, args.net, args.family)
+    except TwostreamError as exc:
+        print(f"late_fuse_bundles: error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {args.out}")
     return 0
 

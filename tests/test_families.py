@@ -259,6 +259,46 @@ def test_export_parity_failure_is_one_line_naming_the_network(extraction, tmp_pa
     assert not (tmp_path / "b" / "i3d.onnx").exists()
 
 
+def test_late_fuse_bundles_builds_a_two_stream_i3d_that_the_runtime_runs(extraction, spatial_run, tmp_path):
+    """scripts/late_fuse_bundles.py (how models/zoo/i3d was built): an i3d bundle's network + a late bundle's
+    temporal network in one bundle, fused 1 : 1.5, naming both networks' commits; mismatched labels refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from engines.bundle import read_bundle
+    from engines.loader import open_bundle
+
+    root = Path(__file__).resolve().parents[1]
+    run, temporal = tmp_path / "i3d_run", tmp_path / "temporal"
+    assert cli(["family", "train", "i3d", str(extraction), "--out", str(run), "--epochs", "1", "--max-steps", "1",
+                "--batch-size", "2", "--clip-length", "4", *SPLIT]) == 0
+    assert cli(["family", "export", str(run), str(tmp_path / "i3d"), "--windows", "2"]) == 0
+    assert cli(["train", "--stream", "temporal", str(extraction), "--epochs", "1", "--max-steps", "1",
+                "--batch-size", "2", "--no-progress", "--out", str(temporal), *SPLIT]) == 0
+    assert cli(["family", "export-late", str(spatial_run), str(temporal), str(tmp_path / "late"),
+                "--windows", "2"]) == 0
+    script = [sys.executable, str(root / "scripts" / "late_fuse_bundles.py")]
+    out = tmp_path / "fused"
+    proc = subprocess.run([*script, str(out), "--family", "i3d_flow", "--net", f"{tmp_path / 'i3d'}:i3d:1.0",
+                           "--net", f"{tmp_path / 'late'}:temporal:1.5"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fused = read_bundle(out)
+    assert fused.family == "i3d_flow" and [n.name for n in fused.networks] == ["i3d", "temporal"]
+    assert fused.fusion.method == "late" and fused.fusion.weights == {"i3d": 1.0, "temporal": 1.5}
+    assert [s.kind for s in fused.network("i3d").inputs] == ["clip"] and fused.needs_flow
+    assert list(open_bundle(out).engines) == ["i3d", "temporal"]
+    prov = tomllib.loads((out / "bundle.toml").read_text())["provenance"]
+    assert {"fuse_git_commit", "i3d_train_git_commit", "i3d_export_git_commit",
+            "temporal_export_git_commit"} <= set(prov)
+    (tmp_path / "late" / "labels.txt").write_text("bend\nwave1\n")  # labels that differ from the i3d bundle's
+    proc = subprocess.run([*script, str(tmp_path / "bad"), "--net", f"{tmp_path / 'i3d'}:i3d:1.0",
+                           "--net", f"{tmp_path / 'late'}:temporal:1.5"], capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1, proc.stderr[-2000:]
+    assert err[0].startswith("late_fuse_bundles: error: ") and "labels" in err[0]
+
+
 def test_training_windows_equal_the_runtime_inputs(extraction):
     """train.families.data builds every kind exactly as stream.core.inputs (the runtime's builder) does."""
     from stream.core.inputs import InputSpec, build_inputs, gather_windows, window_needs
