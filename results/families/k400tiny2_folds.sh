@@ -10,7 +10,11 @@
 # hidden: MotionNet EPOCHS unsupervised + EPOCHS end-to-end epochs from the fold's late temporal stream; its
 #   bundle late-fuses the fold's late spatial stream.
 #
-# usage: results/families/k400tiny2_folds.sh STAGE...   stages: check late convfusion i3d hidden int8 pool
+# i3dflow (session 5, the zoo's i3d recipe): i3d with --time-pool stem, EPOCHS epochs, int8 export forced
+#   (--min-agreement 0, as the zoo's), late-fused 1 : 1.5 with the fold's int8 late temporal stream
+#   (scripts/late_fuse_bundles.py).
+#
+# usage: results/families/k400tiny2_folds.sh STAGE...   stages: check late convfusion i3d hidden int8 i3dflow pool
 #        (each stage runs folds 0, 1, 2; finished steps are skipped, so the script resumes)
 set -e
 cd "$(dirname "$0")/../.."
@@ -38,15 +42,16 @@ fold() {  # fold STAGE k
   case $stage in
   check)  # the late checkpoints were trained on exactly this split's training videos
     .venv/bin/python - "$k" <<'EOF'
-import argparse, json, sys, torch
+import argparse, json, sys
 from train.cmd_family import _split
+from train.engine import load_checkpoint
 k = int(sys.argv[1])
 index = json.load(open("runs/extract/k400tiny2/extract.json"))
 args = argparse.Namespace(split="random", split_number=1, annotations=None, group_regex=None, val_groups="",
                           val_fraction=0.2, split_seed=0, folds=3, fold=k, group_duplicates=True)
 sp = _split(args, index)
 for s in ("spatial", "temporal"):
-    meta = torch.load(f"runs/train/k4_grouped_fold{k}/{s}/last.pt", map_location="cpu", weights_only=False)["meta"]
+    meta = load_checkpoint(f"runs/train/k4_grouped_fold{k}/{s}/last.pt")["meta"]
     same = sorted(meta["train_items"]) == sorted(it.rel for it in sp.train)
     print(f"fold {k} {s}: {len(sp.train)} train / {len(sp.val)} val; checkpoint trained on the same videos: {same}")
     assert same
@@ -63,6 +68,12 @@ EOF
     [ -f $R/${stage}_fold$k/last.pt ] || step ${stage}_fold${k}_train $RUN $T train $stage $D --epochs $EP "${init[@]}" --threads 1 --out $R/${stage}_fold$k $S
     [ -f $R/bundles/${stage}_fold$k/bundle.toml ] || step ${stage}_fold${k}_export $RUN $T export $R/${stage}_fold$k $R/bundles/${stage}_fold$k --windows 16 "${exp[@]}"
     [ -f $OUT/${stage}_fold$k.json ] || step ${stage}_fold${k}_eval $RUN $T eval $R/bundles/${stage}_fold$k $D $S --threads 1 --json $OUT/${stage}_fold$k.json
+    ;;
+  i3dflow)
+    [ -f $R/i3dtp_fold$k/last.pt ] || step i3dtp_fold${k}_train $RUN $T train i3d $D --epochs $EP --time-pool stem --threads 1 --out $R/i3dtp_fold$k $S
+    [ -f $R/bundles/i3dtp_int8_fold$k/bundle.toml ] || step i3dtp_int8_fold${k}_export $RUN $T export $R/i3dtp_fold$k $R/bundles/i3dtp_int8_fold$k --windows 16 --quantize int8 --min-agreement 0
+    [ -f $R/bundles/i3dflow_int8_fold$k/bundle.toml ] || step i3dflow_int8_fold${k}_fuse $RUN .venv/bin/python scripts/late_fuse_bundles.py $R/bundles/i3dflow_int8_fold$k --family i3d_flow --net $R/bundles/i3dtp_int8_fold$k:i3d:1.0 --net $R/bundles/late_int8_fold$k:temporal:1.5
+    [ -f $OUT/i3dflow_int8_fold$k.json ] || step i3dflow_int8_fold${k}_eval $RUN $T eval $R/bundles/i3dflow_int8_fold$k $D $S --threads 1 --json $OUT/i3dflow_int8_fold$k.json
     ;;
   int8)  # same checkpoints, int8 export calibrated on the fold's training videos (late, convfusion, i3d: int8 in the zoo)
     for fam in late convfusion i3d; do
@@ -83,7 +94,7 @@ EOF
 for stage in "$@"; do
   if [ $stage = pool ]; then
     specs=()
-    for fam in late convfusion i3d hidden late_int8 convfusion_int8 i3d_int8; do
+    for fam in late convfusion i3d hidden late_int8 convfusion_int8 i3d_int8 i3dflow_int8; do
       f=(); for k in 0 1 2; do [ -f $OUT/${fam}_fold$k.json ] && f+=($OUT/${fam}_fold$k.json); done
       [ ${#f[@]} = 3 ] && specs+=("$fam=$(IFS=,; echo "${f[*]}")")
     done
