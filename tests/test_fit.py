@@ -356,6 +356,9 @@ def test_fit_family_hidden_late_fuses_the_fit_spatial_stream(shared_data, tmp_pa
     assert "| class | videos | spatial | hidden | fused |" in (out / "report" / "summary.md").read_text()
     head = [line for line in printed.splitlines() if line.startswith("class ")]
     assert head and head[0].split() == ["class", "videos", "spatial", "hidden", "fused"]
+    # the recipe: MotionNet trains twice the end-to-end epochs without labels first (the zoo's 30 + 15)
+    log = (out / "work" / "log.txt").read_text()
+    assert "motion epoch=1 " in log and "motion epoch=2 " not in log
 
 
 def test_fit_family_options_are_checked(shared_data, tmp_path, capsys):

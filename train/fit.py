@@ -359,7 +359,7 @@ def _with_epoch_bar(desc: str, run_dir: Path, epochs: int, done: int, progress: 
 
 def train_family_network(family: str, *, extracted: Path, work: Path, split: FitSplit, opts: dict, progress: bool,
                          log: Path) -> None:
-    """`twostream family train FAMILY` for --family-epochs (hidden: as many MotionNet epochs before), from the
+    """`twostream family train FAMILY` for --family-epochs (hidden: twice as many MotionNet epochs before), from the
     late streams in work/ where the family starts from them. A family run does not resume mid-way: an
     interrupted one is trained again from its start."""
     from train import cmd_family
@@ -377,7 +377,7 @@ def train_family_network(family: str, *, extracted: Path, work: Path, split: Fit
                  str(work / "temporal" / "last.pt"), "--flow-length", str(opts["flow_length"])]
     elif family == "hidden":
         argv += ["--temporal-init", str(work / "temporal" / "last.pt"), "--flow-length", str(opts["flow_length"]),
-                 "--motion-epochs", str(epochs)]
+                 "--motion-epochs", str(2 * epochs)]  # unsupervised MotionNet first: the zoo's 30 for 15
     code = _with_epoch_bar(f"train {family}", run_dir, epochs, 0, progress,
                            lambda: run_command("family", cmd_family, argv, log))
     if code:
